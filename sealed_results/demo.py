@@ -1,0 +1,98 @@
+"""``sealed-results demo``: the main job on the embedded default (local disk + local keyring).
+
+It shows the two sides of the promise: what the orchestrator's cloud receives (one opaque token
+per result) and what lands in your storage (random names, ciphertext only).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sealed_results.handlers.local import LocalHandler
+from sealed_results.keyproviders.local import LocalKeyring, create_keyring
+
+__all__ = ["run_demo"]
+
+
+def _results() -> dict[str, Any]:
+    return {
+        "customer extract": [
+            {
+                "id": 1041,
+                "email": "ada@example.com",
+                "balance": Decimal("1520.75"),
+                "since": datetime(2021, 3, 14, 9, 26, tzinfo=UTC),
+            },
+            {
+                "id": 1042,
+                "email": "grace@example.com",
+                "balance": Decimal("-12.00"),
+                "since": datetime(2019, 12, 9, 17, 0, tzinfo=UTC),
+            },
+        ],
+        "model metrics": {"auc": 0.9132, "features": ("age", "tenure", "plan"), "rows": 48213},
+        "api credentials row": {"service": "billing", "api_key": "sk_live_demo_9f8e7d6c5b4a"},
+    }
+
+
+def run_demo(root: str | None = None) -> int:
+    with tempfile.TemporaryDirectory(prefix="sealed-results-demo-") as scratch:
+        base = Path(root) if root else Path(scratch)
+        base.mkdir(parents=True, exist_ok=True)
+        keys_path = base / "keys.json"
+        if not keys_path.exists():
+            create_keyring(keys_path)
+        handler = LocalHandler(root=str(base / "results"), keyprovider=LocalKeyring(keys_path))
+
+        print("sealed-results demo: local disk + local keyring, no servers\n")
+        tokens: dict[str, str] = {}
+        for label, value in _results().items():
+            tokens[label] = handler.write(value)
+        big = os.urandom(3 * 1024 * 1024)
+        tokens["3 MiB model weights (streamed)"] = handler.write_stream(io.BytesIO(big))
+
+        print("1. What the orchestrator's cloud receives (the result handler's JSON):")
+        for label, token in tokens.items():
+            print(f"   {label:32} {json.dumps(token)[:60]}...  ({len(token)} chars)")
+
+        print(f"\n2. What is in your storage ({base / 'results'}):")
+        stored = sorted((base / "results").iterdir())
+        secrets = [b"ada@example.com", b"sk_live_demo", b"48213"]
+        leaked = False
+        for path in stored:
+            data = path.read_bytes()
+            leaked |= any(s in data for s in secrets)
+            print(f"   {path.name:34} {len(data):>9} bytes  {data[:20].hex()}...")
+        print(f"   plaintext found in storage: {'YES (bug!)' if leaked else 'no'}")
+
+        print("\n3. Reading back with the token:")
+        ok = True
+        for label, value in _results().items():
+            same = handler.read(tokens[label]) == value
+            ok &= same
+            print(f"   {label:32} {'round-trips exactly' if same else 'MISMATCH'}")
+        with handler.open(tokens["3 MiB model weights (streamed)"]) as stream:
+            same = stream.read() == big
+        ok &= same
+        verdict = "round-trips exactly" if same else "MISMATCH"
+        print(f"   {'3 MiB model weights (streamed)':32} {verdict}")
+
+        label = "model metrics"
+        tampered = base / "results" / handler._locate(tokens[label])[0].hex()
+        data = bytearray(tampered.read_bytes())
+        data[-1] ^= 1
+        tampered.write_bytes(bytes(data))
+        try:
+            handler.read(tokens[label])
+            print("\n4. A flipped bit in storage was NOT detected (bug!)")
+            ok = False
+        except Exception as exc:  # the point is to show what a reader gets
+            print(f"\n4. One bit flipped in storage: read raises {type(exc).__name__}: {exc}")
+        return 0 if ok and not leaked else 1

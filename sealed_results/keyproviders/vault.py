@@ -1,0 +1,447 @@
+"""VaultTransit: data keys wrapped by the Transit engine of HashiCorp Vault or OpenBao.
+
+Identity binding. The plaintext that Transit encrypts is ``context || data_key`` (the blob's
+16-byte key id, then the key) and unwrap checks the prefix. Transit's ``rewrap`` takes no
+``associated_data`` and ``context`` only binds on keys created as derived, so a binding inside
+the plaintext is the one that survives server-side rewrap with every encrypting key type
+(aes256-gcm96, chacha20-poly1305, rsa-*) and needs no particular key settings. ``context`` is
+sent as well: ordinary keys ignore it, derived ones bind it a second time (and a key that
+``encrypt`` creates on first use is created derived, because a context is present).
+
+Local generation. Data keys come from ``os.urandom`` and go to ``encrypt``. Transit's ``datakey``
+endpoint returns a bare key under no associated data, so it could not carry the key id inside;
+it costs the same one round trip, and the plaintext key crosses the same TLS channel either way.
+
+Rotation: ``rotate()`` is Transit ``rotate``; ``rewrap`` runs inside Vault, so plaintext data keys
+never leave it for rotation. Messages never name the address, key, namespace or token; the hvac
+or requests exception stays as ``__cause__`` on this machine.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import functools
+import hmac
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import hvac
+import hvac.exceptions as hvac_errors
+import requests
+
+from sealed_results.errors import ConfigError, IntegrityError, KeyProviderError
+from sealed_results.keyproviders.base import DATA_KEY_SIZE, KeyProvider
+
+__all__ = ["AppRoleAuth", "KubernetesAuth", "TokenAuth", "VaultAuth", "VaultTransit"]
+
+T = TypeVar("T")
+
+DEFAULT_K8S_JWT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+_STANZA_V1 = b"\x01"  # stanza bytes: format byte, then Transit's ASCII ciphertext
+_CIPHERTEXT = re.compile(rb"vault:v[0-9]{1,10}:[A-Za-z0-9+/]+={0,2}")
+_NAME = re.compile(r"[A-Za-z0-9_.@-]+")
+_MOUNT = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+# A login is refreshed when this share of its lifetime has passed, before Vault refuses it.
+_REFRESH_AT = 0.8
+
+# Worth another try: the network, a sealed or standby node (503), overload (429, 5xx).
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    hvac_errors.VaultDown,
+    hvac_errors.InternalServerError,
+    hvac_errors.BadGateway,
+    hvac_errors.RateLimitExceeded,
+    hvac_errors.PreconditionFailed,  # a performance standby not yet caught up
+)
+_DENIED = (hvac_errors.Forbidden, hvac_errors.Unauthorized)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _retry(
+    fn: Callable[[], T],
+    *,
+    is_transient: Callable[[BaseException], bool],
+    attempts: int,
+    base_delay: float,
+    max_delay: float,
+) -> T:
+    """Call ``fn``; on a transient error sleep (exponential, jittered) and try again, at most
+    ``attempts`` times in all. Same signature as ``sealed_results._retry.retry``, which this
+    stands in for until that module exists."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt + 1 >= attempts or not is_transient(exc):
+                raise
+            delay = min(max_delay, base_delay * 2**attempt)
+            time.sleep(random.uniform(delay / 2, delay))  # jitter spreads retry storms
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _lifetime(response: dict[str, Any]) -> tuple[str, float | None]:
+    auth = response["auth"]
+    ttl = float(auth.get("lease_duration") or 0)
+    return auth["client_token"], (ttl if ttl > 0 else None)
+
+
+# -- authentication ---------------------------------------------------------------------------
+class VaultAuth(abc.ABC):
+    """How VaultTransit gets a token. Secrets never travel in pickles: a receiving process
+    reads them from its own environment (or files) again."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def login(self, client: hvac.Client) -> tuple[str, float | None]:
+        """A token and its lifetime in seconds (None: no known expiry)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+
+class TokenAuth(VaultAuth):
+    """A token given here, else ``VAULT_TOKEN``, else ``~/.vault-token`` (as the vault CLI).
+
+    A token is re-read after a 403, so one refreshed by Vault Agent in the environment or the
+    token file is picked up; renewing a static token is its owner's job."""
+
+    name = "token"
+
+    def __init__(self, token: str | None = None) -> None:
+        self._token = token
+
+    def login(self, client: hvac.Client) -> tuple[str, float | None]:
+        token = self._token or os.environ.get("VAULT_TOKEN")
+        if not token:
+            path = Path.home() / ".vault-token"
+            token = path.read_text().strip() if path.is_file() else None
+        if not token:
+            raise ConfigError("no Vault token: set VAULT_TOKEN or pass token=")
+        return token, None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"token": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._token = state["token"]
+
+
+class AppRoleAuth(VaultAuth):
+    """AppRole login: ``role_id``/``secret_id`` given here, else ``VAULT_ROLE_ID`` and
+    ``VAULT_SECRET_ID``. A secret id given here does not travel in pickles."""
+
+    name = "approle"
+
+    def __init__(
+        self, role_id: str | None = None, secret_id: str | None = None, *, mount: str = "approle"
+    ) -> None:
+        self._role_id, self._secret_id, self._mount = role_id, secret_id, mount
+
+    def login(self, client: hvac.Client) -> tuple[str, float | None]:
+        role_id = self._role_id or os.environ.get("VAULT_ROLE_ID")
+        secret_id = self._secret_id or os.environ.get("VAULT_SECRET_ID") or None
+        if not role_id:
+            raise ConfigError("AppRole login needs a role id: set VAULT_ROLE_ID or pass role_id=")
+        return _lifetime(
+            client.auth.approle.login(
+                role_id=role_id, secret_id=secret_id, use_token=False, mount_point=self._mount
+            )
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"role_id": self._role_id, "mount": self._mount}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["role_id"], mount=state["mount"])  # type: ignore[misc]
+
+
+class KubernetesAuth(VaultAuth):
+    """Kubernetes login with a Vault role and the pod's service-account JWT, read from
+    ``jwt_path`` at every login (the kubelet rotates that file)."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self, role: str, *, jwt_path: str = DEFAULT_K8S_JWT_PATH, mount: str = "kubernetes"
+    ) -> None:
+        if not role or not isinstance(role, str):
+            raise ConfigError("Kubernetes login needs role=")
+        if not jwt_path:
+            raise ConfigError("Kubernetes login needs a jwt_path")
+        self._role, self._jwt_path, self._mount = role, str(jwt_path), mount
+
+    def login(self, client: hvac.Client) -> tuple[str, float | None]:
+        try:
+            jwt = Path(self._jwt_path).read_text().strip()
+        except OSError as exc:
+            raise KeyProviderError("the Kubernetes service-account token is not readable") from exc
+        if not jwt:
+            raise KeyProviderError("the Kubernetes service-account token file is empty")
+        return _lifetime(
+            client.auth.kubernetes.login(
+                role=self._role, jwt=jwt, use_token=False, mount_point=self._mount
+            )
+        )
+
+
+def _build_auth(
+    auth: str | VaultAuth,
+    token: str | None,
+    role_id: str | None,
+    secret_id: str | None,
+    role: str | None,
+    jwt_path: str,
+    auth_mount: str | None,
+) -> VaultAuth:
+    if isinstance(auth, VaultAuth):
+        if token or role_id or secret_id or role or auth_mount:
+            raise ConfigError("auth is an object: give credentials to it, not to VaultTransit")
+        return auth
+    if auth == "token":
+        return TokenAuth(token)
+    if auth == "approle":
+        return AppRoleAuth(role_id, secret_id, mount=auth_mount or "approle")
+    if auth == "kubernetes":
+        return KubernetesAuth(role or "", jwt_path=jwt_path, mount=auth_mount or "kubernetes")
+    raise ConfigError('auth must be "token", "approle", "kubernetes" or a VaultAuth object')
+
+
+# -- the provider -----------------------------------------------------------------------------
+class VaultTransit(KeyProvider):
+    """Data keys wrapped by a Transit key of Vault or OpenBao.
+
+    ``url`` defaults to ``VAULT_ADDR`` and ``namespace`` to ``VAULT_NAMESPACE``; TLS settings
+    follow ``VAULT_CACERT``/``VAULT_CAPATH``/``VAULT_CLIENT_CERT`` unless ``verify`` is given.
+    Explicit arguments win over the environment. Transient failures (network, sealed, 5xx, 429)
+    are retried ``attempts`` times in all with jittered exponential backoff.
+    """
+
+    kind = "vault"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        key: str | None = None,
+        *,
+        mount: str = "transit",
+        namespace: str | None = None,
+        auth: str | VaultAuth = "token",
+        token: str | None = None,
+        role_id: str | None = None,
+        secret_id: str | None = None,
+        role: str | None = None,
+        jwt_path: str = DEFAULT_K8S_JWT_PATH,
+        auth_mount: str | None = None,
+        verify: bool | str | None = None,
+        timeout: float = 10.0,
+        attempts: int = 4,
+        base_delay: float = 0.1,
+        max_delay: float = 2.0,
+    ) -> None:
+        if not isinstance(key, str) or not _NAME.fullmatch(key):
+            raise ConfigError("key must name a Transit key (letters, digits, _ . @ -)")
+        if not isinstance(mount, str) or not _MOUNT.fullmatch(mount.strip("/")):
+            raise ConfigError("mount must be a Vault mount path")
+        if auth_mount is not None and not _MOUNT.fullmatch(auth_mount.strip("/")):
+            raise ConfigError("auth_mount must be a Vault mount path")
+        if timeout <= 0 or attempts < 1 or base_delay < 0 or max_delay < 0:
+            raise ConfigError("timeout and attempts must be positive, delays not negative")
+        self._auth = _build_auth(auth, token, role_id, secret_id, role, jwt_path, auth_mount)
+        self._key, self._mount = key, mount.strip("/")
+        self._url, self._namespace, self._verify = url, namespace, verify
+        self._timeout, self._attempts = float(timeout), int(attempts)
+        self._base_delay, self._max_delay = float(base_delay), float(max_delay)
+        self._lock = threading.Lock()
+        self._client: hvac.Client | None = None
+        self._token: str | None = None
+        self._refresh_at: float | None = None  # monotonic time to log in again, if known
+
+    # Only settings travel: no token, no secret id, no client. The receiving process resolves
+    # the address, namespace and credentials from its own environment and logs in again.
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "url": self._url,
+            "key": self._key,
+            "mount": self._mount,
+            "namespace": self._namespace,
+            "auth": self._auth,
+            "verify": self._verify,
+            "timeout": self._timeout,
+            "attempts": self._attempts,
+            "base_delay": self._base_delay,
+            "max_delay": self._max_delay,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    # -- connection and login ------------------------------------------------------------------
+    def _is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, _TRANSIENT)
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        return _retry(
+            fn,
+            is_transient=self._is_transient,
+            attempts=self._attempts,
+            base_delay=self._base_delay,
+            max_delay=self._max_delay,
+        )
+
+    def _new_client(self) -> hvac.Client:
+        url = self._url or os.environ.get("VAULT_ADDR")
+        if not url:
+            raise ConfigError("no Vault address: set VAULT_ADDR or pass url=")
+        namespace = self._namespace or os.environ.get("VAULT_NAMESPACE") or None
+        # token="" keeps hvac from reading VAULT_TOKEN itself: the auth object decides.
+        return hvac.Client(
+            url=url, token="", namespace=namespace, verify=self._verify, timeout=self._timeout
+        )
+
+    def _login_locked(self, client: hvac.Client) -> str:
+        try:
+            token, ttl = self._retrying(lambda: self._auth.login(client))
+        except (ConfigError, KeyProviderError):
+            raise
+        except _TRANSIENT as exc:
+            raise KeyProviderError("the vault key provider is unreachable or sealed") from exc
+        except Exception as exc:
+            raise KeyProviderError("the vault key provider could not log in") from exc
+        client.token = token
+        self._token = token
+        self._refresh_at = None if ttl is None else time.monotonic() + ttl * _REFRESH_AT
+        return token
+
+    def _session(self) -> tuple[hvac.Client, str]:
+        """The client and its current token, logging in first when there is none yet or the
+        login is near its end (re-login rather than renewal: one round trip either way, and
+        a new login also works past the token's max TTL)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._new_client()
+            client = self._client
+            token = self._token
+            expired = self._refresh_at is not None and time.monotonic() >= self._refresh_at
+            if token is None or expired:
+                token = self._login_locked(client)
+            return client, token
+
+    def _relogin(self, stale: str) -> bool:
+        """After a 403: log in again once. False when that cannot help (same token again)."""
+        with self._lock:
+            if self._client is None or self._token != stale:
+                return True  # another thread has already logged in again
+            return self._login_locked(self._client) != stale
+
+    def _transit(self, method: str, **params: Any) -> dict[str, Any]:
+        """One Transit call on our key: logged in, retried, re-logged in once after a 403."""
+        relogged = False
+        while True:
+            client, token = self._session()
+            call = getattr(client.secrets.transit, method)
+            try:
+                response: dict[str, Any] = self._retrying(
+                    functools.partial(call, name=self._key, mount_point=self._mount, **params)
+                )
+                return response
+            except _DENIED as exc:
+                # An expired or revoked login token answers 403: log in again, once.
+                if relogged or not self._relogin(token):
+                    raise KeyProviderError("the vault key provider was denied permission") from exc
+                relogged = True
+            except _TRANSIENT as exc:
+                raise KeyProviderError(
+                    "the vault key provider is unreachable, sealed or overloaded"
+                ) from exc
+            except hvac_errors.InvalidPath as exc:
+                raise KeyProviderError("the vault key provider's mount was not found") from exc
+
+    # -- primitives ----------------------------------------------------------------------------
+    def _wrap(self, data_key: bytes, context: bytes) -> bytes:
+        try:
+            response = self._transit(
+                "encrypt_data", plaintext=_b64(context + data_key), context=_b64(context)
+            )
+        except hvac_errors.InvalidRequest as exc:
+            raise KeyProviderError(
+                "the vault key provider refused to encrypt (is the Transit key an encryption key?)"
+            ) from exc
+        return _STANZA_V1 + response["data"]["ciphertext"].encode("ascii")
+
+    def _unwrap(self, wrapped: bytes, context: bytes) -> bytes:
+        try:
+            response = self._transit(
+                "decrypt_data", ciphertext=_parse_stanza(wrapped), context=_b64(context)
+            )
+            plaintext = base64.b64decode(response["data"]["plaintext"], validate=True)
+        except hvac_errors.InvalidRequest as exc:
+            raise _refusal(exc) from exc
+        except (ValueError, TypeError) as exc:
+            raise IntegrityError() from exc
+        n = len(context)
+        # The key id inside the plaintext is what binds this stanza to its blob.
+        if len(plaintext) != n + DATA_KEY_SIZE or not hmac.compare_digest(plaintext[:n], context):
+            raise IntegrityError()
+        return plaintext[n:]
+
+    def _rewrap(self, wrapped: bytes, context: bytes) -> bytes:
+        # Server-side: the plaintext (key id and data key) stays inside Vault, so the binding
+        # survives unchanged and a stanza moved to another blob still fails to unwrap there.
+        try:
+            response = self._transit(
+                "rewrap_data", ciphertext=_parse_stanza(wrapped), context=_b64(context)
+            )
+        except hvac_errors.InvalidRequest as exc:
+            raise _refusal(exc) from exc
+        return _STANZA_V1 + response["data"]["ciphertext"].encode("ascii")
+
+    def _rotate(self) -> None:
+        try:
+            self._transit("rotate_key")
+        except hvac_errors.InvalidRequest as exc:
+            raise KeyProviderError("the vault key provider could not rotate its key") from exc
+
+    def _describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"auth": self._auth.name}
+        try:
+            data = self._transit("read_key")["data"]
+        except (KeyProviderError, hvac_errors.VaultError):
+            info["key"] = "not readable with this login (needs read on transit/keys)"
+            return info
+        for field in ("type", "latest_version", "min_decryption_version", "derived"):
+            info[field] = data.get(field)
+        return info
+
+
+def _parse_stanza(wrapped: bytes) -> str:
+    """Transit ciphertext from stanza bytes; anything else is IntegrityError without a call."""
+    if wrapped[:1] != _STANZA_V1 or not _CIPHERTEXT.fullmatch(wrapped, 1):
+        raise IntegrityError()
+    return wrapped[1:].decode("ascii")
+
+
+def _refusal(exc: hvac_errors.InvalidRequest) -> Exception:
+    """A 400 from decrypt or rewrap. Our request is well formed except for the ciphertext from
+    storage, so a 400 means bad bytes (IntegrityError) unless Vault names a policy refusal or
+    a key problem, which are the provider's (KeyProviderError)."""
+    text = " ".join(str(e) for e in (exc.errors or [exc])).lower()
+    if "disallowed by policy" in text or "too old" in text:
+        return KeyProviderError(
+            "the vault key provider refused by policy: the data key was wrapped by a Transit "
+            "key version below min_decryption_version"
+        )
+    if "key not found" in text or "not supported" in text or "missing" in text:
+        return KeyProviderError("the vault key provider's Transit key is missing or cannot decrypt")
+    return IntegrityError()
