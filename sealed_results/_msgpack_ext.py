@@ -126,7 +126,7 @@ def _is_nan(value: Any) -> bool:
     return type(value) is float and math.isnan(value)
 
 
-def _masked_types(pd: Any) -> tuple[type, ...]:
+def _masked_types(pd: Any) -> tuple[Any, ...]:
     arrays = pd.arrays
     return (arrays.IntegerArray, arrays.FloatingArray, arrays.BooleanArray)
 

@@ -61,20 +61,34 @@ _CACHE_KEYS = {
     "unwrap_cache_size": (int,),
     "unwrap_ttl": _NUMBER,
 }
-_TYPE_NAMES = {str: "a string", list: "a list", dict: "a table", bool: "true or false",
-               int: "an integer", float: "a number"}  # fmt: skip
+_TYPE_NAMES = {
+    str: "a string",
+    list: "a list",
+    dict: "a table",
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+}
 
 # -- secrets ---------------------------------------------------------------------------------
 # Option names that hold credentials, compared after lower-casing and "-" -> "_". The last
 # word of a name counts too (vault_token, refresh_token, db_password). "key" alone is a
 # secret only under storage_options (s3fs key/secret); a key provider's "key" is a key name.
 _SECRET_NAMES = {
-    "account_key", "api_key", "aws_secret_access_key", "client_secret", "connection_string",
-    "private_key", "role_id", "sas_token", "secret_access_key", "secret_id", "secret_key",
+    "account_key",
+    "api_key",
+    "aws_secret_access_key",
+    "client_secret",
+    "connection_string",
+    "private_key",
+    "role_id",
+    "sas_token",
+    "secret_access_key",
+    "secret_id",
+    "secret_key",
     "session_token",
-}  # fmt: skip
-_SECRET_WORDS = {"token", "secret", "password", "passwd", "passphrase", "credential",
-                 "credentials"}  # fmt: skip
+}
+_SECRET_WORDS = {"token", "secret", "password", "passwd", "passphrase", "credential", "credentials"}
 # gcsfs takes ``token`` as a method name too; these say how to authenticate, not a secret.
 _GCS_TOKEN_METHODS = {"anon", "google_default", "cache", "cloud", "browser"}
 
@@ -185,8 +199,9 @@ def _check_profile(name: str, profile: Any) -> None:
     where = f"profiles.{name}"
     if not isinstance(profile, dict):
         raise ConfigError(f"{where} must be a table")
-    _refuse_secrets(profile.get("keyprovider_options"), f"{where}.keyprovider_options",
-                    in_storage=False)  # fmt: skip
+    _refuse_secrets(
+        profile.get("keyprovider_options"), f"{where}.keyprovider_options", in_storage=False
+    )
     _refuse_secrets(profile.get("storage_options"), f"{where}.storage_options", in_storage=True)
     for key in profile:
         if key not in _PROFILE_KEYS:
@@ -329,7 +344,10 @@ def _with_cache(
 
         keyprovider = MultiKeyProvider(*keyprovider)
     plugins.check_options(CachingKeyProvider, cache, where, keyprovider)
-    cached: KeyProvider = CachingKeyProvider(keyprovider, **cache)
+    try:
+        cached: KeyProvider = CachingKeyProvider(keyprovider, **cache)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
     return cached
 
 

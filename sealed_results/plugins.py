@@ -13,6 +13,7 @@ even when sealed-results runs from a source tree without installed metadata.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,13 +63,15 @@ _BUILTINS: dict[str, dict[str, str]] = {
         "pickle": "sealed_results.serializers:PickleSerializer",
     },
 }
-# Built-ins whose third-party dependency ships as an optional extra.
+# Built-ins whose third-party dependency ships as an optional extra: (extra, module). The cloud
+# handlers import their SDK only on first use, so the module is looked for at load time: a
+# missing s3fs then fails when the plugin is named, with the fix, not at the first write.
 _EXTRAS = {
-    (HANDLERS, "s3"): "s3",
-    (HANDLERS, "gcs"): "gcs",
-    (HANDLERS, "azure"): "azure",
-    (KEYPROVIDERS, "vault"): "vault",
-    (KEYPROVIDERS, "aws-kms"): "kms",
+    (HANDLERS, "s3"): ("s3", "s3fs"),
+    (HANDLERS, "gcs"): ("gcs", "gcsfs"),
+    (HANDLERS, "azure"): ("azure", "adlfs"),
+    (KEYPROVIDERS, "vault"): ("vault", "hvac"),
+    (KEYPROVIDERS, "aws-kms"): ("kms", "boto3"),
 }
 _KIND = {HANDLERS: "handler", KEYPROVIDERS: "key provider", SERIALIZERS: "serializer"}
 _BASE: dict[str, type] = {HANDLERS: ResultHandler, KEYPROVIDERS: KeyProvider}
@@ -141,6 +144,9 @@ def _check(group: str, obj: Any) -> Any:
 
 
 def _load_ep(group: str, ep: EntryPoint) -> Any:
+    needs = _EXTRAS.get((group, ep.name))
+    if needs is not None and _is_ours(ep) and importlib.util.find_spec(needs[1]) is None:
+        raise ModuleNotFoundError(f"No module named {needs[1]!r}", name=needs[1])
     return _check(group, ep.load())
 
 
@@ -178,7 +184,7 @@ def _load(group: str, name: str, *, setting: str | None = None) -> Any:
     prefix = f"{setting}: " if setting else ""
     kind = _KIND[group]
     eps = _candidates(group).get(name) if isinstance(name, str) else None
-    extra = _EXTRAS.get((group, name)) if isinstance(name, str) else None
+    extra = _EXTRAS.get((group, name), ("", ""))[0] if isinstance(name, str) else ""
     hint = f'; install it with: pip install "sealed-results[{extra}]"' if extra else ""
     if not eps:
         # The requested name is not echoed: it is a setting value and may be anything.
@@ -190,8 +196,8 @@ def _load(group: str, name: str, *, setting: str | None = None) -> Any:
     try:
         return _load_ep(group, ep)
     except Exception as exc:
-        missing = exc.name if isinstance(exc, ImportError) else None
-        if missing and (missing == "sealed_results" or missing.startswith("sealed_results.")):
+        missing = (exc.name or "") if isinstance(exc, ImportError) else ""
+        if _is_ours(ep) and missing.partition(".")[0] == "sealed_results":
             message = f"the {name} {kind} is not part of this installation of sealed-results"
         elif extra:
             message = f"the {name} {kind} needs an optional dependency that is not installed{hint}"
@@ -226,9 +232,33 @@ def get_serializer(name_or_instance: str | Serializer, *, setting: str | None = 
     return obj if isinstance(obj, Serializer) else obj()
 
 
+def _accepted_names(cls: type) -> set[str] | None:
+    """Keyword names the constructor chain accepts; None when it takes any keyword. A subclass
+    that passes ``**options`` up (FsspecHandler -> ResultHandler) is followed along the MRO."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        try:
+            parameters = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names |= {p.name for p in parameters if p.kind is not p.VAR_KEYWORD}
+        if all(p.kind is not p.VAR_KEYWORD for p in parameters):
+            return names
+    return None
+
+
 def check_options(cls: type, options: dict[str, Any], setting: str, *args: Any) -> None:
-    """Check options against the constructor's signature before calling it, so a misspelt or
-    missing option is a ConfigError naming options (never values), not a TypeError."""
+    """Check options against the constructor before calling it, so a misspelt or missing
+    option is a ConfigError that names options (never values), not a TypeError."""
+    accepted = _accepted_names(cls)
+    unknown = sorted(set(options) - accepted) if accepted is not None else []
+    if unknown:
+        raise ConfigError(
+            f"{setting} do not fit the {cls.__name__} constructor: unexpected "
+            + ", ".join(repr(name) for name in unknown)
+        )
     try:
         inspect.signature(cls).bind(*args, **options)
     except TypeError as exc:

@@ -38,6 +38,7 @@ code  type                                       payload
 36    pandas.Index (any subclass pandas makes)   index
 ====  =========================================  ==============================================
 
+``[...]`` is a msgpack array packed as the payload; its items may be extension values in turn.
 ``tz`` is None (naive), ``[0, utc offset in microseconds, name or None]`` for a fixed-offset
 ``datetime.timezone``, or ``[1, key]`` for a ``zoneinfo.ZoneInfo``. Codes 14-31 are reserved
 for more standard-library types and 37-63 for more third-party ones; negative codes belong to
@@ -117,9 +118,10 @@ _DATETIME, _DATE, _TIME, _TIMEDELTA, _DECIMAL, _UUID, _PATH = 7, 8, 9, 10, 11, 1
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _COMPLEX_STRUCT = struct.Struct("<dd")
-_PATH_KINDS: tuple[type[PurePath], ...] = (PurePosixPath, PureWindowsPath, PosixPath, WindowsPath)
+_PathTypes = tuple[type[PurePath], ...]
+_PATH_KINDS: _PathTypes = (PurePosixPath, PureWindowsPath, PosixPath, WindowsPath)
 # A concrete path of the other OS cannot be instantiated here; its pure twin keeps the text.
-_PATH_DECODE = (PurePosixPath, PureWindowsPath, PosixPath, PureWindowsPath)
+_PATH_DECODE: _PathTypes = (PurePosixPath, PureWindowsPath, PosixPath, PureWindowsPath)
 if os.name == "nt":
     _PATH_DECODE = (PurePosixPath, PureWindowsPath, PurePosixPath, WindowsPath)
 
@@ -129,7 +131,8 @@ def _pack(native: Any) -> bytes:
     # base type and lose its identity silently; everything reaching the packer is already
     # native, so ``default`` only fires for what _to_native let through by mistake.
     packer = msgpack.Packer(strict_types=True, datetime=False, default=_backstop)
-    return packer.pack(native)
+    packed: bytes = packer.pack(native)
+    return packed
 
 
 def _backstop(value: Any) -> Any:
@@ -158,7 +161,7 @@ def _tz_from_native(spec: Any) -> dt.tzinfo | None:
         return None
     if spec[0] == 0:
         offset = dt.timedelta(microseconds=spec[1])
-        return dt.timezone(offset)
+        return dt.timezone(offset) if spec[2] is None else dt.timezone(offset, spec[2])
     if spec[0] == 1:
         return zoneinfo.ZoneInfo(spec[1])
     raise ValueError("unknown tz kind")
@@ -234,13 +237,14 @@ def _unpack(data: BytesLike) -> Any:
 
 
 def _decode_datetime(data: bytes) -> dt.datetime:
-    *fields, microsecond, fold, tz = _unpack(data)
-    return dt.datetime(*fields, microsecond, tzinfo=_tz_from_native(tz), fold=fold)
+    year, month, day, hour, minute, second, microsecond, fold, tz = _unpack(data)
+    tzinfo = _tz_from_native(tz)
+    return dt.datetime(year, month, day, hour, minute, second, microsecond, tzinfo, fold=fold)
 
 
 def _decode_time(data: bytes) -> dt.time:
-    *fields, fold, tz = _unpack(data)
-    return dt.time(*fields, tzinfo=_tz_from_native(tz), fold=fold)
+    hour, minute, second, microsecond, fold, tz = _unpack(data)
+    return dt.time(hour, minute, second, microsecond, _tz_from_native(tz), fold=fold)
 
 
 def _decode_path(data: bytes) -> PurePath:

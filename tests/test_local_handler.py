@@ -84,7 +84,11 @@ def test_property_round_trip(local_handler: LocalHandler, value: object) -> None
         {},
         (),
         set(),
-        b"\x00" * (SEG - 40),  # payload close to one segment
+        # framing "msgpack" (8 bytes) + bin16 header (3): the payload is exactly one segment,
+        # one byte short of it, and one byte over
+        b"\x00" * (SEG - 11),
+        b"\x00" * (SEG - 12),
+        b"\x00" * (SEG - 10),
         os.urandom(SEG * 3 + 11),  # several segments
         {
             "when": dt.datetime(2026, 11, 27, 5, tzinfo=dt.UTC),
@@ -99,7 +103,8 @@ def test_round_trip_of_edge_values(local_handler: LocalHandler, value: object) -
     assert same(local_handler.read(local_handler.write(value)), value)
 
 
-@pytest.mark.parametrize("size", [0, SEG - 1, SEG, SEG + 1, 3 * SEG])
+# write_stream frames its payload with "bytes" (6 bytes): SEG - 6 fills exactly one segment.
+@pytest.mark.parametrize("size", [0, 1, SEG - 7, SEG - 6, SEG - 5, 2 * SEG - 6, 3 * SEG])
 def test_streams_at_segment_edges(local_handler: LocalHandler, size: int) -> None:
     payload = os.urandom(size)
     token = local_handler.write_stream(io.BytesIO(payload))
@@ -312,6 +317,26 @@ def test_pickled_handler_reads_in_another_process(
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "handler.pickle"), token],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert local_handler.read(out.stdout.strip()) == "child"
+
+
+def test_token_reads_in_another_process_with_the_same_settings(
+    local_handler: LocalHandler, local_root: Path, keyring_path: Path
+) -> None:
+    token = local_handler.write(("from", "parent"))
+    code = (
+        "import sys; from sealed_results.handlers import LocalHandler; "
+        "from sealed_results.keyproviders import LocalKeyring; "
+        "h = LocalHandler(sys.argv[1], LocalKeyring(sys.argv[2])); "
+        "assert h.read(sys.argv[3]) == ('from', 'parent'); print(h.write('child'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(local_root), str(keyring_path), token],
         capture_output=True,
         text=True,
         check=True,

@@ -8,6 +8,7 @@ import datetime as dt
 import decimal
 import enum
 import math
+import os
 import pickle
 import string
 import subprocess
@@ -22,7 +23,7 @@ import msgpack
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 from hypothesis.extra import pandas as pdst
@@ -44,6 +45,12 @@ JSON = JsonSerializer()
 PICKLE = PickleSerializer()
 RAW = RawBytesSerializer()
 MALFORMED_MESSAGE = "the payload is not valid msgpack for this format"
+
+
+@pytest.fixture(autouse=True)
+def _marker_is_a_secret(leak_scan: Any) -> None:
+    # The suite-wide scan then also checks every error built here for the marker.
+    leak_scan.add_secret(MARKER)
 
 
 def roundtrip(value: Any) -> Any:
@@ -181,13 +188,13 @@ values = st.recursive(
 # -- msgpack: round trips -----------------------------------------------------------------------
 
 
-@settings(max_examples=250, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, suppress_health_check=[HealthCheck.too_slow])
 @given(values)
 def test_msgpack_round_trips_nested_values_exactly(value: Any) -> None:
     assert_same(value, roundtrip(value))
 
 
-@settings(max_examples=150)
+@settings(max_examples=100)
 @given(st.datetimes(timezones=st.timezones()))
 def test_msgpack_keeps_zoneinfo_key_and_fold(value: dt.datetime) -> None:
     back = roundtrip(value)
@@ -272,11 +279,11 @@ def test_msgpack_paths_keep_their_class(value: Any) -> None:
     assert_same(value, roundtrip(value))
 
 
+@pytest.mark.skipif(os.name == "nt", reason="a WindowsPath is concrete on Windows")
 def test_msgpack_windows_path_read_on_posix_is_pure() -> None:
     payload = msgpack.packb(msgpack.ExtType(13, msgpack.packb([3, "C:\\data\\x.csv"])))
     back = MSGPACK.loads(payload)
-    expected = PureWindowsPath if sys.platform != "win32" else Path
-    assert type(back) is expected or isinstance(back, expected)
+    assert type(back) is PureWindowsPath
     assert str(back) == "C:\\data\\x.csv"
     assert type(roundtrip(PosixPath("/tmp/x"))) is PosixPath
 
@@ -334,7 +341,7 @@ arrays = npst.arrays(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(arrays)
 def test_msgpack_numpy_arrays(array: np.ndarray) -> None:
     back = roundtrip(array)
@@ -390,7 +397,7 @@ frames = pdst.data_frames(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames)
 def test_msgpack_pandas_frames(frame: pd.DataFrame) -> None:
     assert_same(frame, roundtrip(frame))
@@ -440,6 +447,11 @@ def test_msgpack_pandas_frame_of_many_dtypes() -> None:
         pd.RangeIndex(3, 10, 2, name="r"),
         pd.CategoricalIndex(["a", "b", "a"]),
         pd.timedelta_range("1s", periods=3, freq="s"),
+        pd.Series([[1, 2], None, {"a": (1,)}, "s"], dtype=object, name=np.int64(4)),
+        pd.DataFrame([[1, 2]], columns=pd.MultiIndex.from_tuples([("a", "x"), ("a", "y")])),
+        pd.Series(
+            pd.to_datetime(["2020-01-01", None]).tz_localize(dt.timezone(dt.timedelta(hours=2)))
+        ),
     ],
     ids=lambda v: type(v).__name__,
 )
@@ -478,6 +490,12 @@ class Pair(NamedTuple):
 class SecretZone(dt.tzinfo):
     def utcoffset(self, when: Any) -> dt.timedelta:
         return dt.timedelta(0)
+
+    def dst(self, when: Any) -> dt.timedelta:
+        return dt.timedelta(0)
+
+    def tzname(self, when: Any) -> str:
+        return MARKER
 
     def __repr__(self) -> str:
         return MARKER
@@ -533,7 +551,8 @@ def test_msgpack_refuses_self_reference_and_lone_surrogates() -> None:
 
 def _ext(code: int, payload: Any) -> bytes:
     data = payload if isinstance(payload, bytes) else msgpack.packb(payload)
-    return msgpack.packb(msgpack.ExtType(code, data))
+    packed: bytes = msgpack.packb(msgpack.ExtType(code, data))
+    return packed
 
 
 MALFORMED = [
@@ -570,7 +589,7 @@ def test_msgpack_unknown_ext_code_says_so() -> None:
         MSGPACK.loads(_ext(99, b"anything"))
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(st.binary(max_size=64))
 def test_msgpack_random_bytes_decode_or_raise_serialization_error(data: bytes) -> None:
     with contextlib.suppress(SerializationError):
@@ -591,7 +610,7 @@ RICH = MSGPACK.dumps(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_msgpack_corrupted_payloads_decode_or_raise_serialization_error(data: Any) -> None:
     position = data.draw(st.integers(0, len(RICH) - 1))
@@ -629,11 +648,10 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=150)
+@settings(max_examples=80)
 @given(json_values)
 def test_json_round_trips_json_values(value: Any) -> None:
-    assume(not isinstance(value, float) or value != 0.0 or math.copysign(1, value) > 0)
-    assert JSON.loads(JSON.dumps(value)) == value
+    assert_same(value, JSON.loads(JSON.dumps(value)))
 
 
 def test_json_is_compact_utf8_and_turns_tuples_into_lists() -> None:
@@ -653,7 +671,7 @@ def test_json_is_strict(value: Any) -> None:
 
 
 def test_json_refusal_names_type_never_value() -> None:
-    with pytest.raises(SerializationError, match=r"'tests\.test_serializers\.Secret'|\.Secret'"):
+    with pytest.raises(SerializationError, match=r"\.Secret'"):
         JSON.dumps({"k": [Secret()]})
     with pytest.raises(SerializationError, match="keys") as info:
         JSON.dumps({(MARKER,): 1})

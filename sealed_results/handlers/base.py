@@ -36,7 +36,7 @@ from sealed_results.errors import (
 )
 from sealed_results.keyproviders.base import KeyProvider
 from sealed_results.payload import STREAM_SERIALIZER, frame, unframe
-from sealed_results.serializers import Serializer, get_serializer
+from sealed_results.serializers import BUILTIN_SERIALIZERS, Serializer
 from sealed_results.token import TokenCodec
 
 __all__ = ["ResultHandler"]
@@ -83,7 +83,7 @@ class ResultHandler(abc.ABC):
             raise ConfigError("segment_size must be a power of two from 64 KiB to 1 MiB")
         self._root = str(root)
         self._keyprovider = keyprovider
-        self._serializer = get_serializer(serializer)
+        self._serializer = _serializer(serializer)
         if self._serializer.requires_opt_in:
             allow_pickle = True  # choosing pickle by name is the explicit opt-in
         self._allow_pickle = allow_pickle
@@ -229,7 +229,7 @@ class ResultHandler(abc.ABC):
     def _serializer_for(self, name: str) -> Serializer:
         if name == self._serializer.name:
             return self._serializer
-        serializer = get_serializer(name)
+        serializer = _serializer(name)
         if serializer.requires_opt_in and not self._allow_pickle:
             raise SerializationError(
                 "this result was written with the pickle serializer; reading it needs an "
@@ -262,6 +262,17 @@ class ResultHandler(abc.ABC):
     def __repr__(self) -> str:
         # The root names a bucket or a path: it must not reach the orchestrator through a log.
         return f"<{type(self).__name__}>"
+
+
+def _serializer(name_or_instance: str | Serializer) -> Serializer:
+    if isinstance(name_or_instance, Serializer):
+        return name_or_instance
+    if name_or_instance in BUILTIN_SERIALIZERS:
+        return BUILTIN_SERIALIZERS[name_or_instance]()
+    # A plugin's serializer: the registry imports this module, so it is imported here.
+    from sealed_results.plugins import get_serializer
+
+    return get_serializer(name_or_instance)
 
 
 def _rebuild(cls: type[ResultHandler], settings: dict[str, Any]) -> ResultHandler:

@@ -24,7 +24,6 @@ import base64
 import functools
 import hmac
 import os
-import random
 import re
 import threading
 import time
@@ -36,6 +35,7 @@ import hvac
 import hvac.exceptions as hvac_errors
 import requests
 
+from sealed_results._retry import retry
 from sealed_results.errors import ConfigError, IntegrityError, KeyProviderError
 from sealed_results.keyproviders.base import DATA_KEY_SIZE, KeyProvider
 
@@ -66,28 +66,6 @@ _DENIED = (hvac_errors.Forbidden, hvac_errors.Unauthorized)
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
-
-
-def _retry(
-    fn: Callable[[], T],
-    *,
-    is_transient: Callable[[BaseException], bool],
-    attempts: int,
-    base_delay: float,
-    max_delay: float,
-) -> T:
-    """Call ``fn``; on a transient error sleep (exponential, jittered) and try again, at most
-    ``attempts`` times in all. Same signature as ``sealed_results._retry.retry``, which this
-    stands in for until that module exists."""
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except Exception as exc:
-            if attempt + 1 >= attempts or not is_transient(exc):
-                raise
-            delay = min(max_delay, base_delay * 2**attempt)
-            time.sleep(random.uniform(delay / 2, delay))  # jitter spreads retry storms
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _lifetime(response: dict[str, Any]) -> tuple[str, float | None]:
@@ -132,10 +110,7 @@ class TokenAuth(VaultAuth):
         return token, None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"token": None}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self._token = state["token"]
+        return {"_token": None}
 
 
 class AppRoleAuth(VaultAuth):
@@ -161,10 +136,7 @@ class AppRoleAuth(VaultAuth):
         )
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"role_id": self._role_id, "mount": self._mount}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["role_id"], mount=state["mount"])  # type: ignore[misc]
+        return {**self.__dict__, "_secret_id": None}
 
 
 class KubernetesAuth(VaultAuth):
@@ -292,12 +264,13 @@ class VaultTransit(KeyProvider):
         return isinstance(exc, _TRANSIENT)
 
     def _retrying(self, fn: Callable[[], T]) -> T:
-        return _retry(
+        return retry(
             fn,
             is_transient=self._is_transient,
             attempts=self._attempts,
             base_delay=self._base_delay,
             max_delay=self._max_delay,
+            what="vault request",
         )
 
     def _new_client(self) -> hvac.Client:
@@ -378,7 +351,7 @@ class VaultTransit(KeyProvider):
             raise KeyProviderError(
                 "the vault key provider refused to encrypt (is the Transit key an encryption key?)"
             ) from exc
-        return _STANZA_V1 + response["data"]["ciphertext"].encode("ascii")
+        return _STANZA_V1 + str(response["data"]["ciphertext"]).encode("ascii")
 
     def _unwrap(self, wrapped: bytes, context: bytes) -> bytes:
         try:
@@ -405,7 +378,7 @@ class VaultTransit(KeyProvider):
             )
         except hvac_errors.InvalidRequest as exc:
             raise _refusal(exc) from exc
-        return _STANZA_V1 + response["data"]["ciphertext"].encode("ascii")
+        return _STANZA_V1 + str(response["data"]["ciphertext"]).encode("ascii")
 
     def _rotate(self) -> None:
         try:
@@ -442,6 +415,6 @@ def _refusal(exc: hvac_errors.InvalidRequest) -> Exception:
             "the vault key provider refused by policy: the data key was wrapped by a Transit "
             "key version below min_decryption_version"
         )
-    if "key not found" in text or "not supported" in text or "missing" in text:
+    if "key not found" in text or "not supported" in text or "missing 'context'" in text:
         return KeyProviderError("the vault key provider's Transit key is missing or cannot decrypt")
     return IntegrityError()
