@@ -47,7 +47,18 @@ class TestS3Handler(HandlerSuite):
         # copies find credentials on the AWS chain instead (moto_server sets AWS_* fakes).
         key, secret = f"AKIA{uuid.uuid4().hex[:16].upper()}", f"sr-secret-{uuid.uuid4().hex}"
         options = {**options, "key": key, "secret": secret}
-        return Store(S3Handler, root, options, keyring, keyring_path, secrets=[key, secret])
+        return Store(
+            S3Handler,
+            root,
+            options,
+            keyring,
+            keyring_path,
+            secrets=[key, secret],
+            racy_server=(
+                "moto checks If-None-Match and then stores, without a lock, so two racing "
+                "creates can both succeed there; S3 itself decides atomically"
+            ),
+        )
 
 
 class TestAzureBlobHandler(HandlerSuite):
