@@ -208,6 +208,7 @@ def main() -> int:
             cases.append(("aws-kms (moto)", lambda: [kms()]))
         if vault is not None and kms is not None:
             cases.append(("[vault, aws-kms]", lambda: [vault(), kms()]))
+        measure("warm-up", cases[0][1], False, 50)  # imports and first-file costs, untimed
         for name, make in cases:
             for cache in (False, True):
                 rows.append(measure(name, make, cache, args.writes))

@@ -34,7 +34,7 @@ def backoff_delay(
 ) -> float:
     """The pause before retry ``retry_number`` (1 for the first retry): full jitter over an
     exponentially growing cap."""
-    cap = min(max_delay, base_delay * 2 ** (retry_number - 1))
+    cap = min(max_delay, base_delay * 2.0 ** (retry_number - 1))
     return cap * rand()
 
 

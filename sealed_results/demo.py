@@ -86,9 +86,9 @@ def run_demo(root: str | None = None) -> int:
 
         label = "model metrics"
         tampered = base / "results" / handler._locate(tokens[label])[0].hex()
-        data = bytearray(tampered.read_bytes())
-        data[-1] ^= 1
-        tampered.write_bytes(bytes(data))
+        flipped = bytearray(tampered.read_bytes())
+        flipped[-1] ^= 1
+        tampered.write_bytes(bytes(flipped))
         try:
             handler.read(tokens[label])
             print("\n4. A flipped bit in storage was NOT detected (bug!)")

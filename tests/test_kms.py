@@ -158,11 +158,14 @@ def test_profile_from_the_shared_files_and_pickles_without_credentials(
     assert pickle.loads(data).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
 
 
-def test_bad_settings_are_config_errors() -> None:
+def test_bad_settings_are_config_errors(leak_scan: Any) -> None:
     with pytest.raises(ConfigError):
         AwsKms("")
     with pytest.raises(ConfigError):
         AwsKms("alias/x", max_attempts=0)
+    leak_scan.add_secret("kms endpoint")
+    with pytest.raises(ConfigError, match="endpoint_url"):  # botocore's ValueError quotes it
+        AwsKms("alias/x", endpoint_url="kms endpoint", region_name="us-east-1").new_data_key(1)
 
 
 NOT_OURS = "The ciphertext refers to a customer master key that does not exist"

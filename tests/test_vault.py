@@ -24,7 +24,14 @@ from sealed_results.keyproviders.vault import (  # noqa: E402
     TokenAuth,
     VaultTransit,
 )
-from tests.servers import OpenBaoServer, ServerProcess, _find_bao, _free_port, enable_transit  # noqa: E402
+from tests.servers import (  # noqa: E402
+    OpenBaoServer,
+    ServerProcess,
+    _find_bao,
+    _free_port,
+    _http_answers,
+    enable_transit,
+)
 
 
 def b64(raw: bytes) -> str:
@@ -60,14 +67,8 @@ def vault(openbao_server: OpenBaoServer, monkeypatch: pytest.MonkeyPatch, leak_s
     root = hvac.Client(url=openbao_server.url, token=openbao_server.token)
     token = root.auth.token.create(policies=["root"], ttl="1h")["auth"]["client_token"]
     leak_scan.add_secret(openbao_server.url, token)
-    for name in (
-        "VAULT_ADDR",
-        "VAULT_TOKEN",
-        "VAULT_NAMESPACE",
-        "VAULT_ROLE_ID",
-        "VAULT_SECRET_ID",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    for name in ("ADDR", "TOKEN", "NAMESPACE", "ROLE_ID", "SECRET_ID"):
+        monkeypatch.delenv(f"VAULT_{name}", raising=False)
     monkeypatch.setenv("HOME", "/nonexistent")  # no ~/.vault-token of the developer's
     return Vault(openbao_server.url, token, root, leak_scan)
 
@@ -145,11 +146,14 @@ def test_token_file_is_used_like_the_vault_cli(
     assert provider.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
 
 
-def test_missing_address_or_token_is_a_config_error(vault: Vault) -> None:
+def test_missing_or_unusable_address_or_token_is_a_config_error(vault: Vault) -> None:
     with pytest.raises(ConfigError, match="VAULT_ADDR"):
         VaultTransit(key=vault.key(), token=vault.token).new_data_key(1)
     with pytest.raises(ConfigError, match="VAULT_TOKEN"):
         VaultTransit(url=vault.url, key=vault.key()).new_data_key(1)
+    vault.leak_scan.add_secret("vault.internal:8200")
+    with pytest.raises(ConfigError, match="address"):  # requests' ValueError names the URL
+        VaultTransit(url="vault.internal:8200", key="k", token=vault.token).new_data_key(1)
 
 
 @pytest.mark.parametrize(
@@ -161,6 +165,7 @@ def test_missing_address_or_token_is_a_config_error(vault: Vault) -> None:
         {"key": "k", "auth": "ldap"},
         {"key": "k", "auth": "kubernetes"},  # no role
         {"key": "k", "auth": TokenAuth(), "token": "t"},
+        {"key": "k", "auth": "approle", "token": "t"},
         {"key": "k", "attempts": 0},
     ],
 )
@@ -188,20 +193,13 @@ def test_approle_login_from_environment(vault: Vault, monkeypatch: pytest.Monkey
 def test_approle_auth_object_with_explicit_ids(vault: Vault) -> None:
     key = vault.key(key_type="aes256-gcm96")
     role_id, secret_id = approle_ids(vault, key)
-    auth = AppRoleAuth(role_id, secret_id)
-    provider = VaultTransit(url=vault.url, key=key, auth=auth)
+    provider = VaultTransit(url=vault.url, key=key, auth=AppRoleAuth(role_id, secret_id))
     dk = provider.new_data_key(10)
     assert provider.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
     assert secret_id.encode() not in pickle.dumps(provider)
-    assert repr(auth) == "<AppRoleAuth>"
-
-
-def test_bad_approle_secret_is_a_provider_error(vault: Vault) -> None:
-    key = vault.key(key_type="aes256-gcm96")
-    role_id, _ = approle_ids(vault, key)
-    provider = VaultTransit(url=vault.url, key=key, auth=AppRoleAuth(role_id, "wrong-secret-id"))
+    wrong = VaultTransit(url=vault.url, key=key, auth=AppRoleAuth(role_id, "wrong-secret-id"))
     with pytest.raises(KeyProviderError, match="log in"):
-        provider.new_data_key(10)
+        wrong.new_data_key(10)
 
 
 def test_expired_approle_token_is_renewed_by_logging_in_again(vault: Vault) -> None:
@@ -234,20 +232,13 @@ def test_kubernetes_auth_arguments(vault: Vault, tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError):
         KubernetesAuth("")
-    missing = VaultTransit(
-        url=vault.url,
-        key=vault.key(),
-        auth="kubernetes",
-        role="reader",
-        jwt_path=str(tmp_path / "x"),
-    )
+    options = {"url": vault.url, "key": vault.key(), "auth": "kubernetes", "role": "reader"}
+    missing = VaultTransit(**options, jwt_path=str(tmp_path / "x"))
     with pytest.raises(KeyProviderError, match="service-account token"):
         missing.new_data_key(10)
     jwt = tmp_path / "token"
     jwt.write_text("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
-    no_mount = VaultTransit(
-        url=vault.url, key=vault.key(), auth="kubernetes", role="reader", jwt_path=str(jwt)
-    )
+    no_mount = VaultTransit(**options, jwt_path=str(jwt))
     with pytest.raises(KeyProviderError, match="log in") as info:
         no_mount.new_data_key(10)
     assert str(tmp_path) not in str(info.value)
@@ -413,29 +404,21 @@ def test_unreachable_vault_fails_after_bounded_retries(vault: Vault, leak_scan: 
     assert url not in str(info.value) and info.value.__cause__ is not None
 
 
-def test_sealed_vault_fails_after_bounded_retries(tmp_path: Path) -> None:
+def test_sealed_vault_fails_after_bounded_retries(tmp_path: Path, leak_scan: Any) -> None:
     binary = _find_bao()
     if binary is None:
         pytest.skip("bao not installed")
-    port = _free_port(2)
-    server = ServerProcess(
-        "openbao-sealed",
-        [
-            binary,
-            "server",
-            "-dev",
-            f"-dev-listen-address=127.0.0.1:{port}",
-            "-dev-root-token-id=sealed-root",
-            "-dev-no-store-token",
-        ],
-        tmp_path / "bao.log",
-    )
+    port = _free_port(2)  # a server of its own: sealing the shared one would break the others
+    url, token = f"http://127.0.0.1:{port}", f"sealed-{uuid.uuid4().hex[:8]}"
+    leak_scan.add_secret(url, token)
+    argv = [binary, "server", "-dev", f"-dev-listen-address=127.0.0.1:{port}"]
+    argv += [f"-dev-root-token-id={token}", "-dev-no-store-token"]
+    server = ServerProcess("openbao-sealed", argv, tmp_path / "bao.log")
     try:
-        url = f"http://127.0.0.1:{port}"
-        client = hvac.Client(url=url, token="sealed-root")
-        server.wait_ready(lambda: _answers(client), 30)
+        server.wait_ready(lambda: _http_answers(f"{url}/v1/sys/health", lambda s: s == 200), 30)
+        client = hvac.Client(url=url, token=token)
         client.sys.enable_secrets_engine("transit")
-        provider = VaultTransit(url=url, key="results", token="sealed-root", base_delay=0.05)
+        provider = VaultTransit(url=url, key="results", token=token, base_delay=0.05)
         dk = provider.new_data_key(10)
         client.sys.seal()
         with pytest.raises(KeyProviderError, match="sealed") as info:
@@ -443,10 +426,3 @@ def test_sealed_vault_fails_after_bounded_retries(tmp_path: Path) -> None:
         assert isinstance(info.value.__cause__, hvac.exceptions.VaultDown)
     finally:
         server.stop()
-
-
-def _answers(client: Any) -> bool:
-    try:
-        return bool(client.sys.is_initialized())
-    except Exception:
-        return False

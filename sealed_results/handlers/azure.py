@@ -28,6 +28,7 @@ class AzureBlobHandler(FsspecHandler):
     """
 
     name = "azure"
+    extra = "azure"
     protocols = ("az", "abfs", "abfss")
     default_storage_options: ClassVar[dict[str, Any]] = {
         # Block size of staged uploads and ranged reads; a streamed write holds about two.

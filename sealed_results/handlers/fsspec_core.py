@@ -2,31 +2,23 @@
 
 fsspec already speaks local disk, memory, S3, GCS and Azure with the credential and endpoint
 forms users know, so ``storage_options`` pass straight through. A backend subclass adds only what
-is truly its own: its protocols, default options, how that store makes a write exclusive, and how
-its SDK reports a missing bucket, a refusal or a transient failure.
+is its own: protocols, default options, how its store makes a write exclusive, and what its SDK's
+errors mean (``_sdk_failure``, ``_container_missing``).
 
-Errors. Whatever a store raises leaves here as ours: ``ResultNotFound`` for a missing object,
-``StorageError`` for everything else, with fixed messages (an SDK's message names buckets and
-paths; it stays reachable as ``__cause__``) and ``FileExistsError`` (no path) for an exclusive
-create that lost, which the base class turns into its own error.
-
-Retries. The SDKs retry each HTTP request themselves (only they can retry one part of a
-multipart upload or one range of a read). On top of that, an idempotent whole operation (read,
-open, exists, delete, list, replace) is retried by ``retry`` (a ``RetryPolicy``) when the error
-that escaped the SDK is still transient; writes are never retried here, because the caller's
-stream cannot be replayed. Permanent errors (no bucket, access denied) are never retried.
-docs/stores.md has the table of what retries where.
-
-Pickling. Only plain, non-secret storage options travel (``split_options``). Credentials and live
-objects stay in the process that was given them; the copy gets credentials from the
-environment variables named in ``credentials_from_env`` or else from the SDK's default chain.
+Errors leave as ours, with fixed messages (an SDK's names buckets and keys; it stays reachable as
+``__cause__``): ``ResultNotFound``, ``StorageError``, or a path-free ``FileExistsError`` for a lost
+exclusive create. Retries: the SDKs retry each request; idempotent whole operations are retried
+once more by ``RetryPolicy`` if the error that escaped is still transient; writes never (the
+caller's stream cannot be replayed). Pickles carry no secret storage options (``split_options``);
+copies take credentials from ``credentials_from_env`` or the SDK's default chain. docs/stores.md
+has the details per store.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import logging
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -43,7 +35,6 @@ from sealed_results.keyproviders.base import KeyProvider
 __all__ = ["Failure", "FsspecHandler", "failure_for_status", "split_options"]
 
 T = TypeVar("T")
-logger = logging.getLogger(__name__)
 
 # -- which storage options are secret ----------------------------------------------------------
 # Same rules as the config file's secret check: compared after lower-casing and "-" -> "_"; the
@@ -68,9 +59,9 @@ def is_secret_option(name: str, value: Any) -> bool:
 
 
 def _is_plain(value: Any) -> bool:
-    if isinstance(value, str | int | float | bool | type(None)):
-        return True
-    return isinstance(value, list | tuple) and all(_is_plain(v) for v in value)
+    if isinstance(value, list | tuple):
+        return all(_is_plain(v) for v in value)
+    return isinstance(value, str | int | float | bool | type(None))
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -136,6 +127,7 @@ def failure_for_status(status: int | None) -> Failure | None:
     return None
 
 
+@functools.cache
 def _connection_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean the connection broke or timed out, whichever SDK was talking: the
     builtins, and aiohttp's (s3fs, gcsfs and adlfs all speak HTTP through aiohttp)."""
@@ -173,6 +165,7 @@ class FsspecHandler(ResultHandler):
     # Reads are sequential: read ahead one block, never a whole object (gcsfs's default
     # "adaptive" cache may prefetch up to 256 MiB).
     read_options: ClassVar[Mapping[str, Any]] = {"cache_type": "readahead"}
+    extra: ClassVar[str | None] = None  # the package extra that installs this store's SDK
 
     def __init__(
         self,
@@ -225,7 +218,13 @@ class FsspecHandler(ResultHandler):
         if self._fs_cache is None:
             with self._fs_lock:
                 if self._fs_cache is None:
-                    fs, base = url_to_fs(self._root, **self._connect_options())
+                    try:
+                        fs, base = url_to_fs(self._root, **self._connect_options())
+                    except ImportError as exc:
+                        hint = (
+                            f" (pip install 'sealed-results[{self.extra}]')" if self.extra else ""
+                        )
+                        raise ConfigError(f"{type(self).__name__} needs its SDK{hint}") from exc
                     self._base = base.rstrip("/")
                     self._fs_cache = fs
         return self._fs_cache
@@ -235,14 +234,7 @@ class FsspecHandler(ResultHandler):
         return f"{self._base}/{name}"
 
     def _settings(self) -> dict[str, Any]:
-        dropped = sorted(set(self._private_options) - set(self._credentials_from_env))
-        if dropped:
-            # Option names only, never values.
-            logger.debug(
-                "pickling a handler without storage options %s; the copy takes credentials "
-                "from credentials_from_env or the SDK's default chain",
-                ", ".join(dropped),
-            )
+        # Secret options and live objects stay behind (see split_options).
         return {
             **super()._settings(),
             "storage_options": self._options,
@@ -325,7 +317,7 @@ class FsspecHandler(ResultHandler):
         path = self._path(name)
         sink = self._run(lambda: self._open_exclusive(path), what="open for writing")
         try:
-            yield _GuardedWriter(sink, self._raise_ours)  # type: ignore[misc]
+            yield _Guarded(sink, self._raise_ours)  # type: ignore[misc]
             # Not retried here: a lost response could make a retry see its own object. The
             # SDK retries each request of the commit.
             self._run(sink.close, what="commit", retry=False)
@@ -349,24 +341,28 @@ class FsspecHandler(ResultHandler):
     def _open_read(self, name: str) -> BinaryIO:
         path = self._path(name)
         source = self._run(lambda: self._fs.open(path, "rb", **self.read_options), what="open")
-        return _GuardedReader(source, self._raise_ours)  # type: ignore[return-value]
+        return _Guarded(source, self._raise_ours)  # type: ignore[return-value]
+
+    def _only_object_missing(self, exc: Exception) -> None:
+        """Return if ``exc`` says the object is missing; raise if it says anything else,
+        including a not-found that turns out to be the bucket's."""
+        if self._classify(exc) is not Failure.MISSING:
+            raise exc
+        if self._container_surely_missing():
+            raise StorageError(_MESSAGES[Failure.NO_CONTAINER]) from exc
 
     def _info_exists(self, path: str) -> bool:
         # fs.exists() would turn every error (no bucket, access denied) into False.
         try:
             self._fs.info(path)
         except Exception as exc:
-            if self._classify(exc) is Failure.MISSING:
-                return False
-            raise
+            self._only_object_missing(exc)
+            return False
         return True
 
     def _exists(self, name: str) -> bool:
         path = self._path(name)
-        found = self._run(lambda: self._info_exists(path), what="exists")
-        if not found and self._container_surely_missing():
-            raise StorageError(_MESSAGES[Failure.NO_CONTAINER])
-        return found
+        return self._run(lambda: self._info_exists(path), what="exists")
 
     def _delete(self, name: str) -> None:
         path = self._path(name)
@@ -377,7 +373,7 @@ class FsspecHandler(ResultHandler):
             tries += 1
             if not self._info_exists(path):
                 if tries > 1:
-                    return  # an earlier attempt deleted it and lost the response
+                    return  # an earlier attempt may have deleted it and lost the answer
                 raise FileNotFoundError
             self._fs.rm_file(path)
 
@@ -392,59 +388,36 @@ class FsspecHandler(ResultHandler):
             try:
                 return list(self._fs.ls(self._base, detail=False))
             except Exception as exc:
-                if self._classify(exc) is Failure.MISSING and not self._container_surely_missing():
-                    return []  # an empty root: object stores have no directories
-                raise
+                self._only_object_missing(exc)
+                return []  # an empty root: object stores have no directories
 
         for entry in self._run(listing, what="list"):
             yield entry.rstrip("/").rsplit("/", 1)[-1]
 
 
-class _GuardedWriter:
-    """The sink handed to the encryptor: store errors raised while uploading a part leave as
-    ours, not as the SDK's (whose messages name buckets and keys)."""
+class _Guarded:
+    """A store file whose errors leave as ours: a part upload or a range read that fails
+    after the SDK's retries must not surface the SDK's message (it names buckets and keys)."""
 
-    def __init__(self, sink: Any, raise_ours: Callable[[Exception], NoReturn]) -> None:
-        self._sink = sink
+    def __init__(self, file: Any, raise_ours: Callable[[Exception], NoReturn]) -> None:
+        self._file = file
         self._raise_ours = raise_ours
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         try:
-            return int(self._sink.write(data))
+            return int(self._file.write(data))
         except Exception as exc:
             self._raise_ours(exc)
 
-    def writable(self) -> bool:
-        return True
-
-
-class _GuardedReader:
-    """A stored object as a readable stream whose store errors (a range read failing after the
-    SDK's retries) leave as ours."""
-
-    def __init__(self, source: Any, raise_ours: Callable[[Exception], NoReturn]) -> None:
-        self._source = source
-        self._raise_ours = raise_ours
-
     def read(self, n: int = -1, /) -> bytes:
         try:
-            return bytes(self._source.read(n))
+            return bytes(self._file.read(n))
         except Exception as exc:
             self._raise_ours(exc)
 
     def readable(self) -> bool:
-        return True
+        return bool(self._file.readable())
 
-    @property
-    def closed(self) -> bool:
-        return bool(self._source.closed)
-
-    def close(self) -> None:
+    def close(self) -> None:  # for readers only: a writer is committed or abandoned by _create
         with contextlib.suppress(Exception):
-            self._source.close()
-
-    def __enter__(self) -> _GuardedReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            self._file.close()

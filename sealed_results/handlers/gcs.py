@@ -21,16 +21,17 @@ The placeholder costs one small extra request per large write.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from sealed_results._retry import RetryPolicy
-from sealed_results.errors import ConfigError
 from sealed_results.handlers.fsspec_core import Failure, FsspecHandler, failure_for_status
 
 # gcsfs reads this on first import; left unset, bucket operations against anything but real
-# GCS can hang ~60 s each while gcsfs probes for gRPC/HNS support. Set before importing gcsfs.
+# GCS can hang ~60 s each while gcsfs probes for gRPC/HNS support. Set before gcsfs is imported
+# (an explicit setting wins); this handler speaks the JSON API, so zonal buckets are not for it.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 __all__ = ["GCSHandler"]
@@ -38,19 +39,12 @@ __all__ = ["GCSHandler"]
 MiB = 1 << 20
 
 
-def _gcsfs() -> Any:
-    try:
-        import gcsfs.core
-    except ImportError as exc:
-        raise ConfigError("GCSHandler needs gcsfs: pip install 'sealed-results[gcs]'") from exc
-    return gcsfs.core
-
-
+@functools.cache  # one class per process, made on first use (gcsfs is imported lazily)
 def _exclusive_file_class() -> type:
-    core = _gcsfs()
     from fsspec.asyn import sync
+    from gcsfs import core
 
-    class ExclusiveGCSFile(core.GCSFile):  # type: ignore[misc, name-defined]
+    class ExclusiveGCSFile(core.GCSFile):  # type: ignore[misc]
         """A GCSFile ("wb") whose every path is exclusive; see the module docstring."""
 
         def __init__(self, fs: Any, path: str, block_size: int) -> None:
@@ -124,6 +118,7 @@ class GCSHandler(FsspecHandler):
     """
 
     name = "gcs"
+    extra = "gcs"
     protocols = ("gs", "gcs")
     default_storage_options: ClassVar[dict[str, Any]] = {
         # Resumable-upload chunk (a multiple of 256 KiB); a streamed write holds about one.

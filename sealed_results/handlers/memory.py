@@ -34,7 +34,7 @@ class MemoryHandler(FsspecHandler):
         fs = self._fs
         path = fs._strip_protocol(self._path(name))
         sink = MemoryFile(fs, path)  # not in the store until committed below
-        yield sink  # type: ignore[misc]
+        yield sink
         with _COMMIT_LOCK:
             if path in fs.store:
                 raise FileExistsError("an object of that name exists")

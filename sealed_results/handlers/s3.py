@@ -39,6 +39,7 @@ class S3Handler(FsspecHandler):
     """
 
     name = "s3"
+    extra = "s3"
     protocols = ("s3", "s3a")
     default_storage_options: ClassVar[dict[str, Any]] = {
         # Multipart part size. A streamed write holds about two parts in memory; S3 allows

@@ -7,11 +7,22 @@ from typing import Any
 from sealed_results.keyproviders.base import DataKey, KeyProvider, Stanza
 from sealed_results.keyproviders.local import LocalKeyring
 
-__all__ = ["AwsKms", "DataKey", "KeyProvider", "LocalKeyring", "Stanza", "VaultTransit"]
+__all__ = [
+    "AwsKms",
+    "CachingKeyProvider",
+    "DataKey",
+    "KeyProvider",
+    "LocalKeyring",
+    "MultiKeyProvider",
+    "Stanza",
+    "VaultTransit",
+]
 
 _LAZY = {
     "VaultTransit": "sealed_results.keyproviders.vault",
     "AwsKms": "sealed_results.keyproviders.kms",
+    "MultiKeyProvider": "sealed_results.keyproviders.multi",
+    "CachingKeyProvider": "sealed_results.keyproviders.caching",
 }
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from sealed_results.errors import IntegrityError, KeyProviderError, SealedResultsError
 
+_T = TypeVar("_T")
 DATA_KEY_SIZE = 32
 KEY_ID_SIZE = 16
 
@@ -133,7 +135,7 @@ class KeyProvider(abc.ABC):
         """The concrete providers behind this one (itself, unless it is a composite)."""
         return (self,)
 
-    def _call(self, fn: Any, *args: Any) -> Any:
+    def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         try:
             return fn(*args)
         except SealedResultsError:

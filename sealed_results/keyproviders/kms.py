@@ -125,6 +125,8 @@ class AwsKms(KeyProvider):
                     raise ConfigError(
                         "no AWS region for KMS: set AWS_DEFAULT_REGION or pass region_name="
                     ) from None
+                except ValueError:  # botocore's message quotes the endpoint: not ours to show
+                    raise ConfigError("endpoint_url is not a usable URL") from None
             return self._client_cache
 
     def _kms(self, operation: str, *, stored: bool = False, **params: Any) -> dict[str, Any]:

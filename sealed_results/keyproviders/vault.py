@@ -1,20 +1,16 @@
 """VaultTransit: data keys wrapped by the Transit engine of HashiCorp Vault or OpenBao.
 
-Identity binding. The plaintext that Transit encrypts is ``context || data_key`` (the blob's
-16-byte key id, then the key) and unwrap checks the prefix. Transit's ``rewrap`` takes no
-``associated_data`` and ``context`` only binds on keys created as derived, so a binding inside
-the plaintext is the one that survives server-side rewrap with every encrypting key type
-(aes256-gcm96, chacha20-poly1305, rsa-*) and needs no particular key settings. ``context`` is
-sent as well: ordinary keys ignore it, derived ones bind it a second time (and a key that
-``encrypt`` creates on first use is created derived, because a context is present).
+Identity binding: Transit encrypts ``context || data_key`` (the blob's 16-byte key id, then the
+key) and unwrap checks the prefix. Transit's ``rewrap`` takes no ``associated_data`` and
+``context`` binds only on derived keys, so a binding inside the plaintext is the one that
+survives server-side rewrap with every encrypting key type and any derived/convergent setting.
+``context`` is sent too: ordinary keys ignore it, derived ones bind it a second time.
 
-Local generation. Data keys come from ``os.urandom`` and go to ``encrypt``. Transit's ``datakey``
-endpoint returns a bare key under no associated data, so it could not carry the key id inside;
-it costs the same one round trip, and the plaintext key crosses the same TLS channel either way.
-
-Rotation: ``rotate()`` is Transit ``rotate``; ``rewrap`` runs inside Vault, so plaintext data keys
-never leave it for rotation. Messages never name the address, key, namespace or token; the hvac
-or requests exception stays as ``__cause__`` on this machine.
+Data keys come from ``os.urandom`` and go to ``encrypt``: Transit's ``datakey`` returns a bare
+key under no associated data, so it could not carry the key id inside; the cost is the same one
+round trip. Rotation uses Transit ``rotate`` and ``rewrap``, so plaintext data keys never leave
+Vault for it. Messages never name the address, key, namespace or token; the hvac or requests
+exception stays as ``__cause__``. docs/keyproviders.md has the whole story.
 """
 
 from __future__ import annotations
@@ -62,6 +58,14 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     hvac_errors.PreconditionFailed,  # a performance standby not yet caught up
 )
 _DENIED = (hvac_errors.Forbidden, hvac_errors.Unauthorized)
+_BAD_URL = (
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidURL,
+)
+# What a pickle carries: settings as given, so the receiver resolves the environment itself.
+_PICKLED: tuple[str, ...] = ("url", "key", "mount", "namespace", "auth", "verify", "timeout")
+_PICKLED += ("attempts", "base_delay", "max_delay")
 
 
 def _b64(raw: bytes) -> str:
@@ -181,6 +185,13 @@ def _build_auth(
         if token or role_id or secret_id or role or auth_mount:
             raise ConfigError("auth is an object: give credentials to it, not to VaultTransit")
         return auth
+    options = {"token": token, "role_id": role_id, "secret_id": secret_id, "role": role}
+    applies = {"token": ("token",), "approle": ("role_id", "secret_id"), "kubernetes": ("role",)}
+    misplaced = [
+        name for name, value in options.items() if value and name not in applies.get(auth, ())
+    ]
+    if misplaced:
+        raise ConfigError(f"{misplaced[0]}= does not apply to this auth method")
     if auth == "token":
         return TokenAuth(token)
     if auth == "approle":
@@ -243,18 +254,7 @@ class VaultTransit(KeyProvider):
     # Only settings travel: no token, no secret id, no client. The receiving process resolves
     # the address, namespace and credentials from its own environment and logs in again.
     def __getstate__(self) -> dict[str, Any]:
-        return {
-            "url": self._url,
-            "key": self._key,
-            "mount": self._mount,
-            "namespace": self._namespace,
-            "auth": self._auth,
-            "verify": self._verify,
-            "timeout": self._timeout,
-            "attempts": self._attempts,
-            "base_delay": self._base_delay,
-            "max_delay": self._max_delay,
-        }
+        return {name: getattr(self, f"_{name}") for name in _PICKLED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -290,6 +290,8 @@ class VaultTransit(KeyProvider):
             raise
         except _TRANSIENT as exc:
             raise KeyProviderError("the vault key provider is unreachable or sealed") from exc
+        except _BAD_URL as exc:
+            raise ConfigError("the Vault address is not a usable http(s) URL") from exc
         except Exception as exc:
             raise KeyProviderError("the vault key provider could not log in") from exc
         client.token = token
@@ -340,6 +342,10 @@ class VaultTransit(KeyProvider):
                 ) from exc
             except hvac_errors.InvalidPath as exc:
                 raise KeyProviderError("the vault key provider's mount was not found") from exc
+            except _BAD_URL as exc:  # a ValueError naming the address: never let it through
+                raise ConfigError("the Vault address is not a usable http(s) URL") from exc
+            except requests.exceptions.RequestException as exc:
+                raise KeyProviderError("the vault key provider's request failed") from exc
 
     # -- primitives ----------------------------------------------------------------------------
     def _wrap(self, data_key: bytes, context: bytes) -> bytes:
@@ -358,9 +364,10 @@ class VaultTransit(KeyProvider):
             response = self._transit(
                 "decrypt_data", ciphertext=_parse_stanza(wrapped), context=_b64(context)
             )
-            plaintext = base64.b64decode(response["data"]["plaintext"], validate=True)
         except hvac_errors.InvalidRequest as exc:
             raise _refusal(exc) from exc
+        try:
+            plaintext = base64.b64decode(response["data"]["plaintext"], validate=True)
         except (ValueError, TypeError) as exc:
             raise IntegrityError() from exc
         n = len(context)
