@@ -223,7 +223,6 @@ def run_size(
             Case("plain fsspec read", lambda: fs.cat_file(plain_path), size),
             Case("unavoidable: fsspec read + AES-GCM", lambda: aes_read_whole(fs, aes_path, key), size),
         ]
-        del value
 
     groups["write_stream"] = [
         Case("sealed write_stream(file)", lambda: handler.write_stream(ViewSource(block, size)),

@@ -27,7 +27,14 @@ from sealed_results.keyproviders.local import LocalKeyring
 mode, root, keyring_path, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 handler = LocalHandler(root, LocalKeyring(keyring_path))
 handler.read(handler.write(b"warm up"))  # keyset, imports, first allocations
-block = bytes.fromhex(sys.argv[6]) if mode == "read" else os.urandom(1 << 20)
+block_path = sys.argv[5]
+if mode == "write":
+    block = os.urandom(1 << 20)
+    with open(block_path, "wb") as f:
+        f.write(block)
+else:
+    with open(block_path, "rb") as f:
+        block = f.read()
 
 
 def peak():
@@ -52,10 +59,10 @@ baseline = peak()
 started = time.perf_counter()
 if mode == "write":
     token = handler.write_stream(io.BufferedReader(Source(size), 1 << 20))
-    extra = {"token": token, "block": block.hex()}
+    extra = {"token": token}
 else:
     expected, total, ok = io.BufferedReader(Source(size), 1 << 20), 0, True
-    with handler.open(sys.argv[5]) as stream:
+    with handler.open(sys.argv[6]) as stream:
         while chunk := stream.read(1 << 20):
             ok = ok and chunk == expected.read(len(chunk))
             total += len(chunk)
@@ -67,10 +74,12 @@ print(json.dumps({"baseline": baseline, "peak_above_baseline": peak() - baseline
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    repo = Path(__file__).resolve().parent.parent
+    # Not resolve(): the suite may be symlinked into another checkout to measure that one.
+    repo = Path(os.path.abspath(__file__)).parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, check=True, env=env
+        [sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, check=True, env=env,
+        cwd=repo
     )
     return dict(json.loads(out.stdout))
 
@@ -80,9 +89,10 @@ def run(size: int, keyring_path: Path, *, workdir: str | None, log: Callable[[st
     try:
         root = os.path.join(base, "results")
         log(f"memory: write_stream of {size} bytes in a subprocess")
-        written = _child(["write", root, str(keyring_path), str(size)])
+        block = os.path.join(base, "block")
+        written = _child(["write", root, str(keyring_path), str(size), block])
         log(f"memory: open() of {size} bytes in a subprocess")
-        read = _child(["read", root, str(keyring_path), str(size), written["token"], written["block"]])
+        read = _child(["read", root, str(keyring_path), str(size), block, written["token"]])
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return {

@@ -303,6 +303,9 @@ class Profile:
     allow_pickle: bool = False
     segment_size: int | None = None
     cache: dict[str, Any] | None = None
+    # Secret storage options written as "${VAR}": the handler reads VAR again wherever it is
+    # unpickled, since pickles carry no secrets (docs/stores.md).
+    credentials_from_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def build(self) -> ResultHandler:
         """The result handler these settings describe."""
@@ -325,6 +328,8 @@ class Profile:
             options["segment_size"] = self.segment_size
         if self.storage_options:
             options["storage_options"] = self.storage_options
+        if self.credentials_from_env:
+            options["credentials_from_env"] = self.credentials_from_env
         plugins.check_options(cls, {**options, "keyprovider": keyprovider}, f"{where} settings")
         try:
             return cls(keyprovider=keyprovider, **options)
@@ -380,6 +385,13 @@ def resolve_profile(
     config = load_config(path)
     chosen = _choose(config, name)
     where = f"profiles.{chosen}"
+    references = {
+        key: value[2:-1]
+        for key, value in config.profiles[chosen].get("storage_options", {}).items()
+        if isinstance(value, str)
+        and _ONLY_REFERENCE.fullmatch(value)
+        and _is_secret_name(key, in_storage=True)
+    }
     raw = _expand(config.profiles[chosen], where, os.environ)
     providers = raw["keyprovider"]
     providers = tuple(providers) if isinstance(providers, list) else (providers,)
@@ -403,6 +415,7 @@ def resolve_profile(
         allow_pickle=raw.get("allow_pickle", False),
         segment_size=raw.get("segment_size"),
         cache=raw.get("cache"),
+        credentials_from_env=references,
     )
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "BlobHeader",
     "BlobReader",
     "BlobWriter",
+    "decrypt_split",
     "open_blob",
     "read_header",
     "seal_blob",
@@ -70,6 +71,25 @@ class _Reader(Protocol):
 
 def _segment_nonce(index: int, final: bool) -> bytes:
     return index.to_bytes(11, "big") + (b"\x01" if final else b"\x00")
+
+
+Buffer = bytes | bytearray | memoryview
+
+if hasattr(AESGCM, "encrypt_into"):
+    # Into a caller's buffer: no allocation per segment (newer cryptography releases).
+    def _encrypt_into(aead: AESGCM, nonce: bytes, data: Buffer, aad: bytes, out: Buffer) -> None:
+        aead.encrypt_into(nonce, data, aad, out)
+
+    def _decrypt_into(aead: AESGCM, nonce: bytes, data: Buffer, aad: bytes, out: Buffer) -> None:
+        aead.decrypt_into(nonce, data, aad, out)
+
+else:  # pragma: no cover - older cryptography: the same bytes, one more copy
+
+    def _encrypt_into(aead: AESGCM, nonce: bytes, data: Buffer, aad: bytes, out: Buffer) -> None:
+        memoryview(out)[:] = aead.encrypt(nonce, data, aad)
+
+    def _decrypt_into(aead: AESGCM, nonce: bytes, data: Buffer, aad: bytes, out: Buffer) -> None:
+        memoryview(out)[:] = aead.decrypt(nonce, data, aad)
 
 
 def derive_keys(data_key: bytes, fixed: bytes) -> tuple[bytes, bytes]:
@@ -216,47 +236,55 @@ class BlobWriter(io.RawIOBase):
         self._aead = AESGCM(payload_key)
         self._aad = header.fixed
         self._size = header.segment_size
+        # A partial segment waits in _buf[:_fill]. _buf only ever grows (to one segment at
+        # most), and the ciphertext buffer _out is made on the first full segment: a small
+        # blob never pays for zeroing a 1 MiB buffer, a large one never reallocates.
         self._buf = bytearray()
-        self._out = bytearray(self._size + TAG_SIZE)
+        self._fill = 0
+        self._out: bytearray | None = None
         self._index = 0
         sink.write(header.encode())
 
     def writable(self) -> bool:
         return True
 
-    def _emit(self, plaintext: bytes | memoryview, final: bool) -> None:
+    def _emit(self, plaintext: bytes | bytearray | memoryview, final: bool) -> None:
         nonce = _segment_nonce(self._index, final)
         if len(plaintext) == self._size:
-            self._aead.encrypt_into(nonce, plaintext, self._aad, self._out)
+            if self._out is None:
+                self._out = bytearray(self._size + TAG_SIZE)
+            _encrypt_into(self._aead, nonce, plaintext, self._aad, self._out)
             self._sink.write(self._out)
         else:
-            self._sink.write(self._aead.encrypt(nonce, bytes(plaintext), self._aad))
+            self._sink.write(self._aead.encrypt(nonce, plaintext, self._aad))
         self._index += 1
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         if self.closed:
             raise ValueError("write to a closed BlobWriter")
         view = memoryview(data).cast("B")
-        n = len(view)
-        if self._buf:
-            take = min(n, self._size - len(self._buf))
-            self._buf += view[:take]
+        n, size = len(view), self._size
+        if self._fill:
+            take = min(n, size - self._fill)
+            self._buf[self._fill : self._fill + take] = view[:take]
+            self._fill += take
             view = view[take:]
-            if len(self._buf) == self._size:
+            if self._fill == size:
                 self._emit(self._buf, final=False)
-                self._buf.clear()
+                self._fill = 0
         # Whole segments straight from the caller's buffer: no copy of large payloads.
-        while len(view) >= self._size:
-            self._emit(view[: self._size], final=False)
-            view = view[self._size :]
+        while len(view) >= size:
+            self._emit(view[:size], final=False)
+            view = view[size:]
         if len(view):
-            self._buf += view
+            self._buf[: len(view)] = view
+            self._fill = len(view)
         return n
 
     def close(self) -> None:
         if not self.closed:
-            self._emit(self._buf, final=True)
-            self._buf = bytearray()
+            self._emit(memoryview(self._buf)[: self._fill], final=True)
+            self._buf, self._fill, self._out = bytearray(), 0, None
         super().close()
 
 
@@ -275,35 +303,52 @@ class BlobReader(io.RawIOBase):
         self._size = header.segment_size
         self._index = 0
         self._done = False
-        self._plain = memoryview(b"")
+        self._plain = memoryview(b"")  # what is left of the last segment, not yet read
+        self._segment: bytearray | None = None  # reused for segments read in small pieces
 
     def readable(self) -> bool:
         return True
 
-    def _next_segment(self) -> None:
-        chunk = _read_exact(self._source, self._size + TAG_SIZE)
-        final = len(chunk) < self._size + TAG_SIZE
-        if len(chunk) < TAG_SIZE:
-            raise IntegrityError()
-        try:
-            plain = self._aead.decrypt(_segment_nonce(self._index, final), chunk, self._aad)
-        except InvalidTag:
-            raise IntegrityError() from None
-        self._index += 1
-        if final:
-            if _read_exact(self._source, 1):
-                raise IntegrityError()
-            self._done = True
-        self._plain = memoryview(plain)
-
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
-        while not self._plain and not self._done:
-            self._next_segment()
+        if not self._plain:
+            if self._done or not out:
+                return 0
+            chunk = _read_exact(self._source, self._size + TAG_SIZE)
+            if len(chunk) < TAG_SIZE:
+                raise IntegrityError()
+            n = len(chunk) - TAG_SIZE
+            if len(out) >= n:
+                # The whole segment fits: decrypt straight into the caller's buffer, no copy.
+                self._decrypt(chunk, out[:n])
+                return n
+            if self._segment is None:
+                self._segment = bytearray(self._size)
+            self._plain = memoryview(self._segment)[:n]
+            self._decrypt(chunk, self._plain)
         n = min(len(out), len(self._plain))
         out[:n] = self._plain[:n]
         self._plain = self._plain[n:]
         return n
+
+    def _decrypt(self, chunk: bytes, target: memoryview) -> None:
+        """Decrypt the next segment into ``target``. On failure ``target`` is wiped:
+        ``decrypt_into`` leaves unauthenticated plaintext there when the tag does not match,
+        and ``target`` may be the caller's buffer."""
+        final = len(chunk) < self._size + TAG_SIZE
+        try:
+            _decrypt_into(self._aead, _segment_nonce(self._index, final), chunk, self._aad, target)
+            self._index += 1
+            if final:
+                self._done = True
+                if _read_exact(self._source, 1):  # the final segment must end the object
+                    raise IntegrityError()
+        except BaseException as exc:
+            target[:] = bytes(len(target))
+            self._plain = memoryview(b"")
+            if isinstance(exc, InvalidTag):
+                raise IntegrityError() from None
+            raise
 
     def close(self) -> None:
         if not self.closed:
@@ -313,13 +358,19 @@ class BlobReader(io.RawIOBase):
         super().close()
 
 
-def decrypt_segments(body: memoryview, header: BlobHeader, payload_key: bytes) -> bytearray:
-    """Decrypt a whole in-memory blob body into one buffer (the fast path of ``read``)."""
-    size, step = header.segment_size, header.segment_size + TAG_SIZE
+def _plaintext_length(body: memoryview, header: BlobHeader) -> tuple[int, int]:
+    """(segment count, plaintext length) of a whole blob body, from its length alone."""
+    step = header.segment_size + TAG_SIZE
     count = len(body) // step + 1
     if len(body) - (count - 1) * step < TAG_SIZE:  # no room for the final segment's tag
         raise IntegrityError()
-    plain_len = len(body) - count * TAG_SIZE
+    return count, len(body) - count * TAG_SIZE
+
+
+def decrypt_segments(body: memoryview, header: BlobHeader, payload_key: bytes) -> bytearray:
+    """Decrypt a whole in-memory blob body into one buffer."""
+    size, step = header.segment_size, header.segment_size + TAG_SIZE
+    count, plain_len = _plaintext_length(body, header)
     out = bytearray(plain_len)
     view = memoryview(out)
     aead, aad = AESGCM(payload_key), header.fixed
@@ -329,10 +380,48 @@ def decrypt_segments(body: memoryview, header: BlobHeader, payload_key: bytes) -
             chunk = body[index * step : index * step + step]
             start = index * size
             target = view[start : start + len(chunk) - TAG_SIZE]
-            aead.decrypt_into(_segment_nonce(index, final), chunk, aad, target)
+            _decrypt_into(aead, _segment_nonce(index, final), chunk, aad, target)
     except InvalidTag:
         raise IntegrityError() from None
     return out
+
+
+def decrypt_split(
+    body: memoryview, header: BlobHeader, payload_key: bytes, cut: Callable[[bytes, int], int]
+) -> tuple[bytes, bytes]:
+    """Decrypt a whole in-memory blob body (the fast path of ``read``) as two ``bytes``: the
+    plaintext before ``cut(first segment's plaintext, plaintext length)`` and the rest.
+
+    The rest is decrypted straight into the ``bytes`` object returned, so a large value that
+    is the tail of the payload (a msgpack ``bytes`` value) comes back without a single copy.
+    ``cut`` only sees authenticated bytes and must not raise; nothing is returned before every
+    segment is authenticated.
+    """
+    size, step = header.segment_size, header.segment_size + TAG_SIZE
+    count, plain_len = _plaintext_length(body, header)
+    aead, aad = AESGCM(payload_key), header.fixed
+    try:
+        first = aead.decrypt(_segment_nonce(0, count == 1), body[:step], aad)
+        at = min(max(cut(first, plain_len), 0), len(first))
+        if count == 1:
+            return first[:at], first[at:]
+        rest = io.BytesIO()
+        # Size the buffer once: seek past the end and write one byte. getvalue() returns the
+        # BytesIO's own bytes object when no view of it remains (CPython), so writing through
+        # getbuffer() builds the result in place; elsewhere it is one copy, same bytes.
+        rest.seek(plain_len - at - 1)
+        rest.write(b"\0")
+        with rest.getbuffer() as view:
+            view[: len(first) - at] = memoryview(first)[at:]
+            for index in range(1, count):
+                chunk = body[index * step : index * step + step]
+                start = index * size - at
+                nonce = _segment_nonce(index, index == count - 1)
+                # No name may hold a slice of the view past the loop: it would pin the buffer.
+                _decrypt_into(aead, nonce, chunk, aad, view[start : start + len(chunk) - TAG_SIZE])
+    except InvalidTag:
+        raise IntegrityError() from None
+    return first[:at], rest.getvalue()
 
 
 def seal_blob(

@@ -129,13 +129,16 @@ if os.name == "nt":
 def _pack(native: Any) -> bytes:
     # strict_types: a subclass (IntEnum, a str subclass, OrderedDict...) must not pass as its
     # base type and lose its identity silently; everything reaching the packer is already
-    # native, so ``default`` only fires for what _to_native let through by mistake.
+    # native, so ``default`` only fires for an int out of msgpack's range (which _to_native
+    # may leave in place, see _NATIVE_LEAVES) or what _to_native let through by mistake.
     packer = msgpack.Packer(strict_types=True, datetime=False, default=_backstop)
     packed: bytes = packer.pack(native)
     return packed
 
 
 def _backstop(value: Any) -> Any:
+    if type(value) is int:  # out of msgpack's range: the same extension _to_native makes
+        return _bigint(value)
     raise _refusal("msgpack", value)
 
 
@@ -207,6 +210,12 @@ _ENCODERS: dict[type, Callable[[Any], msgpack.ExtType]] = {
 }
 
 
+# Types the packer takes as they are, exactly as _to_native would leave them: a list or dict
+# holding only these needs no rebuilt copy. (An int out of range reaches _backstop, which
+# makes the same extension value _to_native would.) Checked with map(type, ...) at C speed.
+_NATIVE_LEAVES = frozenset({str, float, bool, bytes, int, type(None)})
+
+
 def _to_native(value: Any) -> Any:
     """``value`` rebuilt from msgpack-native types and ExtTypes only.
 
@@ -219,8 +228,14 @@ def _to_native(value: Any) -> Any:
     if cls is int:
         return value if _INT_MIN <= value <= _INT_MAX else _bigint(value)
     if cls is list:
+        if _NATIVE_LEAVES.issuperset(map(type, value)):
+            return value
         return [_to_native(item) for item in value]
     if cls is dict:
+        if _NATIVE_LEAVES.issuperset(map(type, value)) and _NATIVE_LEAVES.issuperset(
+            map(type, value.values())
+        ):
+            return value
         return {_to_native(key): _to_native(item) for key, item in value.items()}
     encoder = _ENCODERS.get(cls)
     if encoder is not None:

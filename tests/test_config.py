@@ -421,3 +421,50 @@ def test_the_documented_example_is_valid(env: Path, monkeypatch: pytest.MonkeyPa
         assert resolve_profile(name).name == name
     assert resolve_profile().name == "dev"
     assert resolve_profile("prod-dual").keyprovider == ("vault", "aws-kms")
+
+
+def test_s3_profile_secrets_from_the_environment_survive_pickling(
+    env: Path,
+    keyring_path: Path,
+    s3_root: tuple[str, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A profile's ``"${VAR}"`` credentials travel as variable names, never as values: the
+    unpickled handler in another process reads them from its own environment."""
+    import pickle
+    import subprocess
+    import sys
+
+    root, options = s3_root
+    monkeypatch.setenv("SR_TEST_S3_KEY", options["key"])
+    monkeypatch.setenv("SR_TEST_S3_SECRET", options["secret"])
+    write(
+        env / "work" / "sealed-results.toml",
+        f"""
+        [profiles.cloud]
+        handler = "s3"
+        root = "{root}"
+        keyprovider = "local"
+        keyprovider_options = {{ path = "{keyring_path}" }}
+        [profiles.cloud.storage_options]
+        endpoint_url = "{options["endpoint_url"]}"
+        key = "${{SR_TEST_S3_KEY}}"
+        secret = "${{SR_TEST_S3_SECRET}}"
+        """,
+    )
+    handler = sealed_results.from_profile("cloud")
+    token = handler.write({"from": "parent"})
+    blob = pickle.dumps(handler)
+    assert options["secret"].encode() not in blob
+    (env / "handler.pickle").write_bytes(blob)
+    code = (
+        "import pickle,sys; h=pickle.load(open(sys.argv[1],'rb')); "
+        "assert h.read(sys.argv[2]) == {'from': 'parent'}; print('ok')"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code, str(env / "handler.pickle"), token],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert child.stdout.strip() == "ok", child.stderr[-2000:]

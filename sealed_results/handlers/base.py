@@ -25,7 +25,7 @@ from sealed_results.envelope import (
     BlobHeader,
     BlobReader,
     BlobWriter,
-    decrypt_segments,
+    decrypt_split,
     read_header,
 )
 from sealed_results.errors import (
@@ -35,7 +35,14 @@ from sealed_results.errors import (
     StorageError,
 )
 from sealed_results.keyproviders.base import KeyProvider
-from sealed_results.payload import STREAM_SERIALIZER, frame, unframe
+from sealed_results.payload import (
+    STREAM_SERIALIZER,
+    dump_parts,
+    frame,
+    load_parts,
+    split_point,
+    unframe,
+)
 from sealed_results.serializers import BUILTIN_SERIALIZERS, Serializer
 from sealed_results.token import TokenCodec
 
@@ -158,13 +165,12 @@ class ResultHandler(abc.ABC):
 
     def write(self, value: Any) -> str:
         """Serialize, encrypt and store ``value``; return its opaque token."""
-        data = self._serializer.dumps(value)
-        prefix = frame(self._serializer.name)
+        # A large bytes value is not copied: its own buffer is one of the parts.
+        parts = (frame(self._serializer.name), *dump_parts(self._serializer, value))
         codec = self._tokens()
         object_id = os.urandom(16)
-        commitment = self._seal_into(
-            object_name(object_id), object_id, (prefix, data), len(prefix) + len(data)
-        )
+        size = sum(len(part) for part in parts)
+        commitment = self._seal_into(object_name(object_id), object_id, parts, size)
         return codec.seal(object_id, commitment)
 
     def write_stream(self, fileobj: BinaryIO) -> str:
@@ -175,8 +181,13 @@ class ResultHandler(abc.ABC):
         step = 1 << self._segment_log2
 
         def chunks() -> Iterator[bytes]:
-            yield frame(STREAM_SERIALIZER)
-            while chunk := fileobj.read(step):
+            prefix = frame(STREAM_SERIALIZER)
+            yield prefix
+            # Reads that end on segment boundaries (the first one is short by the framing)
+            # are encrypted where they lie, never copied into the writer's segment buffer.
+            done = len(prefix)
+            while chunk := fileobj.read(step - done % step):
+                done += len(chunk)
                 yield chunk
 
         commitment = self._seal_into(object_name(object_id), object_id, chunks(), None)
@@ -203,9 +214,12 @@ class ResultHandler(abc.ABC):
         source = io.BytesIO(blob)
         header = read_header(source)
         payload_key = self._check_header(header, object_id, commitment)
-        payload = decrypt_segments(memoryview(blob)[source.tell() :], header, payload_key)
-        serializer_name, data = unframe(payload)
-        return self._serializer_for(serializer_name).loads(data)
+        body = memoryview(blob)[source.tell() :]
+        # Cut after the framing (and a msgpack bin header): a large bytes value is then the
+        # very bytes object the decryption wrote, with no copy (payload.split_point).
+        head, data = decrypt_split(body, header, payload_key, split_point)
+        serializer_name, rest = unframe(head)
+        return load_parts(self._serializer_for(serializer_name), rest, data)
 
     def open(self, token: str) -> BinaryIO:
         """A readable binary file object of the stored payload bytes (the bytes given to

@@ -112,19 +112,17 @@ _MESSAGES = {
 }
 
 
+_STATUS = {
+    404: Failure.MISSING, 401: Failure.DENIED, 403: Failure.DENIED, 409: Failure.EXISTS,
+    412: Failure.EXISTS, 408: Failure.TRANSIENT, 429: Failure.TRANSIENT,
+}  # fmt: skip
+
+
 def failure_for_status(status: int | None) -> Failure | None:
     """The meaning of an HTTP status on an object operation, if it has a general one."""
-    if status is None:
-        return None
-    if status == 404:
-        return Failure.MISSING
-    if status in (401, 403):
-        return Failure.DENIED
-    if status in (409, 412):
-        return Failure.EXISTS
-    if status in (408, 429) or 500 <= status <= 599:
+    if status is not None and 500 <= status <= 599:
         return Failure.TRANSIENT
-    return None
+    return _STATUS.get(status) if status is not None else None
 
 
 @functools.cache
@@ -225,6 +223,12 @@ class FsspecHandler(ResultHandler):
                             f" (pip install 'sealed-results[{self.extra}]')" if self.extra else ""
                         )
                         raise ConfigError(f"{type(self).__name__} needs its SDK{hint}") from exc
+                    except SealedResultsError:
+                        raise
+                    except Exception as exc:  # e.g. adlfs quoting a malformed connection string
+                        failure = self._classify(exc)
+                        message = _MESSAGES.get(failure, _MESSAGES[Failure.PERMANENT])
+                        raise StorageError(message) from exc
                     self._base = base.rstrip("/")
                     self._fs_cache = fs
         return self._fs_cache

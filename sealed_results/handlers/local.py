@@ -3,55 +3,91 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, TypeVar
 
 from sealed_results.handlers.fsspec_core import FsspecHandler
 
 __all__ = ["LocalHandler"]
 
+T = TypeVar("T")
+
+# Linux can create a file with no name (O_TMPFILE) and name it later through /proc; other
+# systems, and filesystems that refuse it, get a named temporary file instead.
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_NO_TMPFILE = {errno.EISDIR, errno.EOPNOTSUPP, errno.EINVAL}  # "not here", not "failed"
+
 
 class LocalHandler(FsspecHandler):
     """Results under a local directory (created with mode 0700 on first write).
 
-    Writes go to a temporary file in the target directory, then a hard link gives it its name:
-    unlike rename, a link never replaces an existing file, so the write is both atomic and
-    exclusive. (fsspec's own transactions stage files in /tmp, which is not atomic across
-    filesystems.)
+    A write goes to a file with no name in the target directory (Linux O_TMPFILE), which a hard
+    link then names; elsewhere to a named temporary file there, linked the same way and then
+    unlinked. Unlike rename, a link never replaces an existing file, so the write is both
+    atomic and exclusive, and an interrupted O_TMPFILE write leaves nothing at all behind.
+    (fsspec's own transactions stage files in /tmp, which is not atomic across filesystems.)
     """
 
     name = "local"
     protocols = ("file", "local")
+    _unnamed_files = bool(_O_TMPFILE) and os.path.isdir("/proc/self/fd")
 
     def _tmp_path(self, name: str) -> str:
         return self._path(f".tmp-{name}-{os.urandom(6).hex()}")
 
-    def _ensure_root(self) -> None:
-        self._fs  # noqa: B018 - resolves the base path
-        os.makedirs(self._base, mode=0o700, exist_ok=True)
+    def _in_root(self, make: Callable[[], T]) -> T:
+        """``make()``, creating the root first if it is missing. Checking for the root only
+        when a create fails keeps two syscalls (stat, mkdir) off every write."""
+        try:
+            return make()
+        except FileNotFoundError:
+            os.makedirs(self._base, mode=0o700, exist_ok=True)
+            return make()
+
+    def _open_unnamed(self) -> int | None:
+        """A writable fd of a file with no name in the root, or None where that is refused."""
+        if self._unnamed_files:
+            try:
+                return os.open(self._base, os.O_WRONLY | _O_TMPFILE, 0o600)
+            except OSError as exc:
+                if exc.errno not in _NO_TMPFILE:
+                    raise  # e.g. ENOENT: the root is missing, which _in_root handles
+                self._unnamed_files = False  # this filesystem refuses: stop asking
+        return None
 
     @contextlib.contextmanager
     def _create(self, name: str) -> Iterator[BinaryIO]:
+        path = self._path(name)
         with self._errors():
-            self._ensure_root()
-            tmp = self._tmp_path(name)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = self._in_root(self._open_unnamed)
+            tmp = None
+            if fd is None:
+                tmp = self._tmp_path(name)
+                fd = self._in_root(lambda: os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
             with os.fdopen(fd, "wb") as sink:
                 yield sink
-            with self._errors():
-                os.link(tmp, self._path(name))
+                sink.flush()
+                with self._errors():
+                    if tmp is None:
+                        # linkat(AT_SYMLINK_FOLLOW) through /proc names the unnamed file.
+                        # os.link uses linkat only when given a dir fd; the source path is
+                        # absolute, so the kernel ignores which fd that is.
+                        os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd)
+                    else:
+                        os.link(tmp, path)
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
     def _replace(self, name: str, data: bytes) -> None:
         with self._errors():
-            self._ensure_root()
             tmp = self._tmp_path(name)
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = self._in_root(lambda: os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                 with os.fdopen(fd, "wb") as sink:
                     sink.write(data)
                 os.replace(tmp, self._path(name))
@@ -59,7 +95,18 @@ class LocalHandler(FsspecHandler):
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
 
+    def _read_bytes(self, name: str) -> bytes:
+        # A plain unbuffered read: fsspec's file object adds several syscalls and layers of
+        # Python per read, which is most of the cost of reading a small result.
+        path = self._path(name)
+        return self._run(lambda: _read_file(path), what="read")
+
     def _list_names(self) -> Iterator[str]:
         for name in super()._list_names():
             if not name.startswith(".tmp-"):
                 yield name
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb", buffering=0) as f:
+        return f.readall()

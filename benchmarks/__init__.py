@@ -1,0 +1,1 @@
+"""The sealed-results benchmark suite: ``python -m benchmarks`` (see ``benchmarks/run.py``)."""

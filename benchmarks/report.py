@@ -1,0 +1,213 @@
+"""Turn the suite's results into Markdown tables and a list of targets met or missed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks._common import MiB, fmt_rate, fmt_size, fmt_time, md_table
+
+STREAM_ROWS = ("blob BlobWriter (stream)", "blob BlobReader (stream)")
+WHOLE_ROWS = ("blob seal_blob (bytes out)", "blob open_blob (bytes out)")
+PEERS = ("aws-encryption-sdk", "tink streaming AEAD")
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each issue-6 target with the figure measured in this run and whether it is met."""
+    out: list[dict[str, Any]] = []
+    crypto = results.get("crypto", {}).get("sizes", {})
+    for size_key, entry in crypto.items():
+        size = int(size_key)
+        if size < MiB:
+            continue
+        for direction in ("encrypt", "decrypt"):
+            rows = entry[direction]
+            for name, row in rows.items():
+                if not name.startswith("blob"):
+                    continue
+                out.append({
+                    "target": f"{direction} {fmt_size(size)}: {name} >= 80% of raw AES-GCM",
+                    "value": f"{row['ratio_to_raw']:.0%}",
+                    "met": row["ratio_to_raw"] >= 0.8,
+                })
+                for peer in PEERS:
+                    if peer in rows:
+                        factor = rows[peer]["best_s"] / row["best_s"]
+                        out.append({
+                            "target": f"{direction} {fmt_size(size)}: {name} faster than {peer}",
+                            "value": f"{factor:.1f}x",
+                            "met": factor > 1,
+                        })
+    for size_key, entry in results.get("e2e", {}).get("sizes", {}).items():
+        size = int(size_key)
+        if size < 64 * MiB:
+            continue
+        for op, rows in entry.items():
+            row = rows[rows["_sealed"]]
+            out.append({
+                "target": f"e2e {fmt_size(size)}: {rows['_sealed']} <= 1.15x unavoidable",
+                "value": f"{row['vs_unavoidable']:.2f}x",
+                "met": row["vs_unavoidable"] <= 1.15,
+            })
+    memory = results.get("memory")
+    if memory:
+        for op in ("write", "read"):
+            peak = memory[op]["peak_above_baseline"]
+            out.append({
+                "target": f"streaming {fmt_size(memory['size'])} {op}: < 64 MiB above baseline",
+                "value": f"{peak / MiB:.1f} MiB",
+                "met": peak < 64 * MiB and memory[op].get("ok", True),
+            })
+    pairs = results.get("small", {}).get("pairs", {})
+    for label, rows in pairs.items():
+        if "local keyring" in rows:
+            rate = rows["local keyring"]["pairs_per_s"]
+            out.append({
+                "target": f"1 KiB {label}: >= 5,000 write+read pairs/s (local keyring)",
+                "value": f"{rate:,.0f}/s",
+                "met": rate >= 5000,
+            })
+    return out
+
+
+def _machine(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    rows = [
+        ["CPU", f"{m['cpu']} (AES-NI: {m['aes_ni']})"],
+        ["cores", f"{m['cores']} ({m['usable_cores']} usable), load average {m['load_average']}"],
+        ["OS", m["os"]],
+        ["Python", m["python"]],
+        ["cryptography / OpenSSL", f"{m['cryptography']} / {m['openssl']}"],
+        ["aws-encryption-sdk / tink", f"{m.get('aws-encryption-sdk')} / {m.get('tink')}"],
+        ["msgpack / fsspec", f"{m.get('msgpack')} / {m.get('fsspec')}"],
+    ]
+    fs_type = results.get("e2e", {}).get("workdir_fs")
+    if fs_type:
+        rows.append(["files on", fs_type])
+    s = results["settings"]
+    rows.append(["method", f"best of {s['rounds']} interleaved samples of >= {s['min_time']} s"])
+    return md_table(["machine", ""], rows)
+
+
+def _crypto(crypto: dict[str, Any]) -> str:
+    sizes = list(crypto["sizes"])
+    parts = [
+        "### Blob format throughput, in memory (MiB/s; in brackets: share of raw AES-256-GCM)",
+        f"Chunking: {fmt_size(crypto['chunk'])} for every implementation (blob segments, raw "
+        "AESGCM calls, aws frames, Tink segments).",
+    ]
+    for direction in ("encrypt", "decrypt"):
+        names: list[str] = []
+        for size in sizes:
+            names += [n for n in crypto["sizes"][size][direction] if n not in names]
+        rows = []
+        for name in names:
+            row = [name]
+            for size in sizes:
+                cell = crypto["sizes"][size][direction].get(name)
+                if cell is None:
+                    row.append("–")
+                elif name.startswith("raw"):
+                    row.append(fmt_rate(cell["best_mib_s"]))
+                else:
+                    row.append(f"{fmt_rate(cell['best_mib_s'])} ({cell['ratio_to_raw']:.0%})")
+            rows.append(row)
+        headers = [direction, *(fmt_size(int(s)) for s in sizes)]
+        parts.append(md_table(headers, rows))
+    return "\n\n".join(parts)
+
+
+def _e2e(e2e: dict[str, Any]) -> str:
+    rows = []
+    for size, entry in e2e["sizes"].items():
+        for op, cases in entry.items():
+            names = [n for n in cases if not n.startswith("_")]
+            sealed = cases[cases["_sealed"]]
+            by_kind = {n.split(":")[0].split(" ")[0]: cases[n] for n in names}
+            rows.append([
+                fmt_size(int(size)),
+                cases["_sealed"],
+                fmt_time(sealed["best_s"]),
+                fmt_time(by_kind["plain"]["best_s"]),
+                fmt_time(by_kind["unavoidable"]["best_s"]),
+                fmt_time(by_kind["overlapped"]["best_s"]) if "overlapped" in by_kind else "–",
+                f"{sealed['vs_plain']:.2f}x",
+                f"**{sealed['vs_unavoidable']:.2f}x**",
+            ])
+    headers = ["size", "operation", "sealed", "plain fsspec", "unavoidable", "overlapped",
+               "÷ plain", "÷ unavoidable"]
+    gil = e2e.get("gil", {})
+    text = [
+        f"### End to end on local disk ({e2e.get('workdir_fs', '?')}, page cache; best times)",
+        "unavoidable = plain fsspec write (read) + raw AES-256-GCM over the same bytes, one "
+        "after the other; overlapped = the same work on two threads (AES ‖ file I/O).",
+        md_table(headers, rows),
+    ]
+    if gil:
+        text.append(
+            f"AESGCM over 64 MiB: one thread {gil['one_thread_mib_s']:,.0f} MiB/s, two threads "
+            f"{gil['two_threads_mib_s']:,.0f} MiB/s (x{gil['speedup']:.2f}): cryptography "
+            f"{'releases' if gil['releases_gil'] else 'holds'} the GIL during AES-GCM."
+        )
+    return "\n\n".join(text)
+
+
+def _small(small: dict[str, Any]) -> str:
+    pairs = small["pairs"]
+    names: list[str] = []
+    for rows in pairs.values():
+        names += [n for n in rows if n not in names]
+    table = md_table(
+        ["1 KiB value", *names],
+        [
+            [label, *(f"{rows[n]['pairs_per_s']:,.0f}/s ({fmt_time(rows[n]['best_s'])})"
+                      if n in rows else "–" for n in names)]
+            for label, rows in pairs.items()
+        ],
+    )
+    parts = ["### Small results: write+read pairs per second (best sample)", table]
+    trips = small.get("roundtrips", {})
+    if "missing" in trips:
+        parts.append(f"Provider round trips: {trips['missing']}")
+    elif trips:
+        rows = [
+            [f"cache {cache}", row["writes"], row["write_round_trips"], row["read_round_trips"],
+             f"{row['write_s']:.2f} s", f"{row['read_s']:.2f} s"]
+            for cache, row in trips.items()
+        ]
+        parts.append(
+            "Local keyring round trips (bench_provider_roundtrips.measure; reads use a fresh "
+            "handler; counts include the token keyset):\n\n"
+            + md_table(["data-key cache", "writes", "write round trips", "read round trips",
+                        "write time", "read time"], rows)
+        )
+    return "\n\n".join(parts)
+
+
+def _memory(memory: dict[str, Any]) -> str:
+    rows = [
+        [op, f"{memory[op]['peak_above_baseline'] / MiB:.1f} MiB",
+         f"{memory[op]['baseline'] / MiB:.0f} MiB", fmt_time(memory[op]["seconds"])]
+        for op in ("write", "read")
+    ]
+    title = f"### Peak memory streaming {fmt_size(memory['size'])} (subprocess, ru_maxrss)"
+    return title + "\n\n" + md_table(
+        ["operation", "peak above baseline", "baseline (after imports)", "time"], rows
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    parts = ["## sealed-results benchmarks", _machine(results)]
+    if "crypto" in results:
+        parts.append(_crypto(results["crypto"]))
+    if "e2e" in results:
+        parts.append(_e2e(results["e2e"]))
+    if "small" in results:
+        parts.append(_small(results["small"]))
+    if "memory" in results:
+        parts.append(_memory(results["memory"]))
+    if results.get("targets"):
+        rows = [[t["target"], t["value"], "yes" if t["met"] else "**no**"]
+                for t in results["targets"]]
+        parts.append("### Targets\n\n" + md_table(["target", "measured", "met"], rows))
+    parts.append(f"_Total run time {results['seconds']:.0f} s._")
+    return "\n\n".join(parts) + "\n"
