@@ -23,11 +23,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,41 +33,9 @@ from typing import Any
 from sealed_results.handlers.local import LocalHandler
 from sealed_results.keyproviders.base import KeyProvider
 from sealed_results.keyproviders.caching import CachingKeyProvider
+from sealed_results.keyproviders.counting import CountingKeyProvider
 from sealed_results.keyproviders.local import LocalKeyring, create_keyring
 from sealed_results.keyproviders.multi import MultiKeyProvider
-
-
-class CountingKeyProvider(KeyProvider):
-    """Delegates every primitive to a real provider and counts the calls."""
-
-    def __init__(self, inner: KeyProvider) -> None:
-        self.inner = inner
-        self.kind = inner.kind  # type: ignore[misc]
-        self.calls: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def _count(self, name: str) -> None:
-        with self._lock:
-            self.calls[name] += 1
-
-    def _generate(self, context: bytes) -> tuple[bytes, bytes]:
-        self._count("generate")
-        return self.inner.generate_data_key(context)
-
-    def _wrap(self, data_key: bytes, context: bytes) -> bytes:
-        self._count("wrap")
-        return self.inner.wrap_data_key(data_key, context)
-
-    def _unwrap(self, wrapped: bytes, context: bytes) -> bytes:
-        self._count("unwrap")
-        return self.inner.unwrap_data_key(wrapped, context)
-
-    def _rewrap(self, wrapped: bytes, context: bytes) -> bytes:
-        self._count("rewrap")
-        return self.inner.rewrap_data_key(wrapped, context)
-
-    def _rotate(self) -> None:
-        self.inner.rotate()
 
 
 def _free_port(count: int = 1) -> int:

@@ -5,16 +5,12 @@ key for each test). Optional fixtures: ``provider_secrets`` (strings that must n
 pickle, message or repr: tokens, credentials) and ``provider_private`` (strings that may travel
 in a pickle to rebuild the provider but must never be in a message or repr: addresses, key
 names). Set ``primitives = False`` for composites that only work on stanzas.
-
-Also here: ``CountingKeyProvider``, a real provider wrapped to count round trips.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import threading
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
@@ -22,40 +18,6 @@ import pytest
 
 from sealed_results.errors import IntegrityError, SealedResultsError
 from sealed_results.keyproviders.base import DataKey, KeyProvider, Stanza
-
-
-class CountingKeyProvider(KeyProvider):
-    """Delegates every primitive to a real provider and counts the calls (round trips)."""
-
-    def __init__(self, inner: KeyProvider) -> None:
-        self.inner = inner
-        self.kind = inner.kind  # type: ignore[misc]  # stanzas must keep the inner kind
-        self.calls: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def _count(self, name: str) -> None:
-        with self._lock:
-            self.calls[name] += 1
-
-    def _generate(self, context: bytes) -> tuple[bytes, bytes]:
-        self._count("generate")
-        return self.inner.generate_data_key(context)
-
-    def _wrap(self, data_key: bytes, context: bytes) -> bytes:
-        self._count("wrap")
-        return self.inner.wrap_data_key(data_key, context)
-
-    def _unwrap(self, wrapped: bytes, context: bytes) -> bytes:
-        self._count("unwrap")
-        return self.inner.unwrap_data_key(wrapped, context)
-
-    def _rewrap(self, wrapped: bytes, context: bytes) -> bytes:
-        self._count("rewrap")
-        return self.inner.rewrap_data_key(wrapped, context)
-
-    def _rotate(self) -> None:
-        self._count("rotate")
-        self.inner.rotate()
 
 
 def flip(data: bytes, index: int) -> bytes:

@@ -17,9 +17,9 @@ from sealed_results.errors import ConfigError, IntegrityError
 from sealed_results.handlers.local import LocalHandler
 from sealed_results.keyproviders.base import Stanza
 from sealed_results.keyproviders.caching import CachingKeyProvider
+from sealed_results.keyproviders.counting import CountingKeyProvider
 from sealed_results.keyproviders.local import LocalKeyring, create_keyring
 from sealed_results.keyproviders.multi import MultiKeyProvider
-from tests.keyprovider_suite import CountingKeyProvider
 
 
 class Clock:

@@ -12,9 +12,10 @@ from sealed_results.errors import KeyProviderError
 from sealed_results.handlers.local import LocalHandler
 from sealed_results.keyproviders.base import KeyProvider
 from sealed_results.keyproviders.caching import CachingKeyProvider
+from sealed_results.keyproviders.counting import CountingKeyProvider
 from sealed_results.keyproviders.local import LocalKeyring, create_keyring
 from sealed_results.keyproviders.multi import MultiKeyProvider
-from tests.keyprovider_suite import CountingKeyProvider, KeyProviderSuite
+from tests.keyprovider_suite import KeyProviderSuite
 from tests.servers import MotoServer, OpenBaoServer, _free_port, enable_transit
 
 VALUE = {"rows": [1, 2, 3], "name": "plaintext-marker-0c4f9e"}
