@@ -12,7 +12,7 @@ import pytest
 
 from tests import leakscan
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.provider_fixtures"]
 
 PLAINTEXT_MARKER = "plaintext-marker-0c4f9e"
 
