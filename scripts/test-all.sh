@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[all,dev]"
+.venv/bin/python -m pip install --quiet -c scripts/constraints.txt -e ".[all,dev]"
 bash scripts/install-backends.sh
 .venv/bin/python -m pytest "$@"
