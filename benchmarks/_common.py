@@ -164,6 +164,20 @@ def fmt_rate(mib_s: float) -> str:
     return f"{mib_s:,.0f}" if mib_s >= 10 else f"{mib_s:.2f}"
 
 
+def fs_type(path: str) -> str:
+    """The filesystem type of ``path`` from /proc/mounts (longest matching mount point)."""
+    best, kind = "", "?"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 2 and path.startswith(fields[1]) and len(fields[1]) > len(best):
+                    best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    return kind
+
+
 def progress(message: str) -> None:
     """Progress goes to stderr so that ``--json`` output stays clean."""
     print(message, file=sys.stderr, flush=True)

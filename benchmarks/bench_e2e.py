@@ -18,7 +18,6 @@ writes hit; that is where the envelope's own cost is most visible.
 
 from __future__ import annotations
 
-import io
 import os
 import queue
 import shutil
@@ -31,7 +30,7 @@ from typing import Any
 import fsspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from benchmarks._common import MiB, Case, measure
+from benchmarks._common import Case, MiB, fs_type, measure
 from sealed_results.handlers.local import LocalHandler
 from sealed_results.keyproviders.local import LocalKeyring
 from sealed_results.serializers import MsgpackSerializer
@@ -58,19 +57,22 @@ def _chunks(data: bytes | memoryview, size: int, step: int = CHUNK) -> Iterator[
 
 
 class ViewSource:
-    """A readable stream of ``size`` bytes made of views of one buffer: reading costs nothing,
-    so the stream rows measure the handler, not the source."""
+    """A readable stream of ``size`` bytes, ``data`` repeated, whose reads are views of it: no
+    copies, and full reads except where ``data`` wraps around, so the stream rows measure the
+    handler, not the source."""
 
     def __init__(self, data: bytes, size: int) -> None:
-        self._chunks = _chunks(data, size)
-        self._pending = memoryview(b"")
+        self._view = memoryview(data)
+        self._size = size
+        self._pos = 0
 
     def read(self, n: int = -1) -> memoryview:
-        if not self._pending:
-            self._pending = next(self._chunks, memoryview(b""))
-        n = len(self._pending) if n < 0 else min(n, len(self._pending))
-        out, self._pending = self._pending[:n], self._pending[n:]
-        return out
+        start = self._pos % len(self._view)
+        left = self._size - self._pos
+        n = left if n < 0 else min(n, left)
+        n = min(n, len(self._view) - start)
+        self._pos += n
+        return self._view[start : start + n]
 
 
 # -- the baselines ---------------------------------------------------------------------------
@@ -85,7 +87,7 @@ def aes_write(fs: Any, path: str, key: bytes, size: int, chunks: Iterator[memory
     count = size // CHUNK + 1
     with fs.open(path, "wb") as f:
         index = 0
-        for index, chunk in enumerate(chunks):  # noqa: B007 - index is used after the loop
+        for index, chunk in enumerate(chunks):
             f.write(aead.encrypt(_nonce(index, index == count - 1), chunk, _AAD))
         if size % CHUNK == 0:
             f.write(aead.encrypt(_nonce(count - 1, True), b"", _AAD))
@@ -120,7 +122,9 @@ def aes_read_whole(fs: Any, path: str, key: bytes) -> None:
     aead, step = AESGCM(key), CHUNK + 16
     count = len(data) // step + 1
     for index in range(count):
-        aead.decrypt(_nonce(index, index == count - 1), data[index * step : index * step + step], _AAD)
+        aead.decrypt(
+            _nonce(index, index == count - 1), data[index * step : index * step + step], _AAD
+        )
 
 
 def aes_read_stream(fs: Any, path: str, key: bytes, overlapped: bool = False) -> None:
@@ -203,16 +207,37 @@ def run_size(
         value = block if size <= _BLOCK else block * (size // _BLOCK) + block[: size % _BLOCK]
         serialized = MsgpackSerializer().dumps(value)
         groups["write"] = [
-            Case("sealed write(value)", lambda: handler.write(value), size,
-                 _remover(handler_files)),
-            Case("plain fsspec write", timed_write(
-                lambda p: plain_write(fs, p, [serialized]), "plain"), size, files),
-            Case("unavoidable: fsspec write + AES-GCM", timed_write(
-                lambda p: aes_write(fs, p, key, len(serialized), _chunks(serialized, len(serialized))),
-                "aes"), size, files),
-            Case("overlapped: AES ‖ fsspec write", timed_write(
-                lambda p: aes_write_overlapped(fs, p, key, len(serialized), _chunks(serialized, len(serialized))),
-                "ovl"), size, files),
+            Case(
+                "sealed write(value)", lambda: handler.write(value), size, _remover(handler_files)
+            ),
+            Case(
+                "plain fsspec write",
+                timed_write(lambda p: plain_write(fs, p, [serialized]), "plain"),
+                size,
+                files,
+            ),
+            Case(
+                "unavoidable: fsspec write + AES-GCM",
+                timed_write(
+                    lambda p: aes_write(
+                        fs, p, key, len(serialized), _chunks(serialized, len(serialized))
+                    ),
+                    "aes",
+                ),
+                size,
+                files,
+            ),
+            Case(
+                "overlapped: AES ‖ fsspec write",
+                timed_write(
+                    lambda p: aes_write_overlapped(
+                        fs, p, key, len(serialized), _chunks(serialized, len(serialized))
+                    ),
+                    "ovl",
+                ),
+                size,
+                files,
+            ),
         ]
         token = handler.write(value)
         plain_path, aes_path = fresh("rplain"), fresh("raes")
@@ -221,19 +246,40 @@ def run_size(
         groups["read"] = [
             Case("sealed read(token)", lambda: handler.read(token), size),
             Case("plain fsspec read", lambda: fs.cat_file(plain_path), size),
-            Case("unavoidable: fsspec read + AES-GCM", lambda: aes_read_whole(fs, aes_path, key), size),
+            Case(
+                "unavoidable: fsspec read + AES-GCM",
+                lambda: aes_read_whole(fs, aes_path, key),
+                size,
+            ),
         ]
 
     groups["write_stream"] = [
-        Case("sealed write_stream(file)", lambda: handler.write_stream(ViewSource(block, size)),
-             size, _remover(handler_files)),
-        Case("plain fsspec write", timed_write(
-            lambda p: plain_write(fs, p, _chunks(block, size)), "splain"), size, files),
-        Case("unavoidable: fsspec write + AES-GCM", timed_write(
-            lambda p: aes_write(fs, p, key, size, _chunks(block, size)), "saes"), size, files),
-        Case("overlapped: AES ‖ fsspec write", timed_write(
-            lambda p: aes_write_overlapped(fs, p, key, size, _chunks(block, size)), "sovl"),
-            size, files),
+        Case(
+            "sealed write_stream(file)",
+            lambda: handler.write_stream(ViewSource(block, size)),
+            size,
+            _remover(handler_files),
+        ),
+        Case(
+            "plain fsspec write",
+            timed_write(lambda p: plain_write(fs, p, _chunks(block, size)), "splain"),
+            size,
+            files,
+        ),
+        Case(
+            "unavoidable: fsspec write + AES-GCM",
+            timed_write(lambda p: aes_write(fs, p, key, size, _chunks(block, size)), "saes"),
+            size,
+            files,
+        ),
+        Case(
+            "overlapped: AES ‖ fsspec write",
+            timed_write(
+                lambda p: aes_write_overlapped(fs, p, key, size, _chunks(block, size)), "sovl"
+            ),
+            size,
+            files,
+        ),
     ]
     stream_token = handler.write_stream(ViewSource(block, size))
     splain, saes = fresh("rsplain"), fresh("rsaes")
@@ -268,9 +314,10 @@ def run_size(
     return out
 
 
-def gil_check(*, rounds: int, min_time: float) -> dict[str, Any]:
-    """Does AESGCM release the GIL? 64 MiB of AES in one thread vs 2 x 32 MiB in two."""
-    key, data = os.urandom(32), os.urandom(64 * MiB)
+def gil_check(*, size: int, rounds: int, min_time: float) -> dict[str, Any]:
+    """Does AESGCM release the GIL? ``size`` bytes of AES in one thread vs half in each of
+    two threads: about twice as fast if it does (2 cores), no faster if it does not."""
+    key, data = os.urandom(32), os.urandom(size)
 
     def work(view: memoryview) -> None:
         aead = AESGCM(key)
@@ -281,7 +328,7 @@ def gil_check(*, rounds: int, min_time: float) -> dict[str, Any]:
         work(memoryview(data))
 
     def two() -> None:
-        halves = [memoryview(data)[: 32 * MiB], memoryview(data)[32 * MiB :]]
+        halves = [memoryview(data)[: size // 2], memoryview(data)[size // 2 :]]
         threads = [threading.Thread(target=work, args=(h,)) for h in halves]
         for t in threads:
             t.start()
@@ -303,13 +350,18 @@ def gil_check(*, rounds: int, min_time: float) -> dict[str, Any]:
 
 
 def run(
-    sizes: list[int], keyring: LocalKeyring, *, rounds: int, min_time: float,
-    workdir: str | None, log: Callable[[str], None],
+    sizes: list[int],
+    keyring: LocalKeyring,
+    *,
+    rounds: int,
+    min_time: float,
+    workdir: str | None,
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"chunk": CHUNK, "sizes": {}}
     base = tempfile.mkdtemp(prefix="sr-bench-e2e-", dir=workdir)
     try:
-        results["workdir_fs"] = _fs_type(base)
+        results["workdir_fs"] = fs_type(base)
         for size in sizes:
             log(f"end to end: {size} bytes")
             started = time.perf_counter()
@@ -320,24 +372,11 @@ def run(
             shutil.rmtree(sub, ignore_errors=True)
             log(f"  {time.perf_counter() - started:.1f} s")
         log("GIL check")
-        results["gil"] = gil_check(rounds=rounds, min_time=min_time)
+        gil_size = min(max(4 * MiB, *sizes), 64 * MiB)
+        results["gil"] = {
+            "size": gil_size,
+            **gil_check(size=gil_size, rounds=rounds, min_time=min_time),
+        }
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return results
-
-
-def _fs_type(path: str) -> str:
-    """The filesystem type of ``path`` from /proc/mounts (longest matching mount point)."""
-    best, kind = "", "?"
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) > 2 and path.startswith(fields[1]) and len(fields[1]) > len(best):
-                    best, kind = fields[1], fields[2]
-    except OSError:
-        pass
-    return kind
-
-
-__all__ = ["ViewSource", "gil_check", "io", "run"]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import Case, measure
+from benchmarks._common import Case, fs_type, measure
 from sealed_results.handlers.local import LocalHandler
 from sealed_results.keyproviders.base import KeyProvider
 from sealed_results.keyproviders.local import LocalKeyring
@@ -38,9 +38,7 @@ def _caching(inner: KeyProvider) -> KeyProvider | None:
     return CachingKeyProvider(inner)
 
 
-def pairs(
-    keyring_path: Path, workdir: str, *, rounds: int, min_time: float
-) -> dict[str, Any]:
+def pairs(keyring_path: Path, workdir: str, *, rounds: int, min_time: float) -> dict[str, Any]:
     serializer = MsgpackSerializer()
     values = {"dict (944 B msgpack)": DICT_VALUE, "bytes (1 KiB)": os.urandom(1024)}
     keyring = LocalKeyring(keyring_path)
@@ -82,11 +80,19 @@ def pairs(
     for label, value in values.items():
         cases = [Case(f"{name}", pair(h, value), cleanup=delete(h)) for name, h in handlers.items()]
         cases.append(
-            Case("plain files, no crypto", unencrypted(value), cleanup=lambda ps: [os.unlink(p) for p in ps])  # type: ignore[func-returns-value]
+            Case(
+                "plain files, no crypto",
+                unencrypted(value),
+                cleanup=lambda ps: [os.unlink(p) for p in ps],
+            )  # type: ignore[func-returns-value]
         )
         measure(cases, rounds=rounds, min_time=min_time)
         out[label] = {
-            case.name: {**case.summary(), "pairs_per_s": 1 / case.best, "median_pairs_per_s": 1 / case.median}
+            case.name: {
+                **case.summary(),
+                "pairs_per_s": 1 / case.best,
+                "median_pairs_per_s": 1 / case.median,
+            }
             for case in cases
         }
     return out
@@ -101,7 +107,7 @@ def roundtrips(keyring_path: Path, writes: int) -> dict[str, Any]:
         return {"missing": f"benchmarks/bench_provider_roundtrips.py unavailable ({exc})"}
     rows = {}
     for cache in (False, True):
-        name, _, write_calls, read_calls, write_s, read_s = count(
+        _, _, write_calls, read_calls, write_s, read_s = count(
             "local keyring", lambda: [LocalKeyring(keyring_path)], cache, writes
         )
         rows["on" if cache else "off"] = {
@@ -114,16 +120,32 @@ def roundtrips(keyring_path: Path, writes: int) -> dict[str, Any]:
     return rows
 
 
+TMPFS = "/dev/shm"
+
+
 def run(
-    keyring_path: Path, *, rounds: int, min_time: float, writes: int, workdir: str | None,
+    keyring_path: Path,
+    *,
+    rounds: int,
+    min_time: float,
+    writes: int,
+    workdir: str | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    base = tempfile.mkdtemp(prefix="sr-bench-small-", dir=workdir)
-    try:
-        log("small results: pairs per second")
-        result = {"pairs": pairs(keyring_path, base, rounds=rounds, min_time=min_time)}
-        log(f"small results: provider round trips for {writes} writes")
-        result["roundtrips"] = roundtrips(keyring_path, writes)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    """Pairs per second on the working directory's filesystem and, for comparison, on tmpfs
+    (where file creation costs next to nothing: what is left is this library's CPU time)."""
+    places = {"disk": workdir}
+    if os.path.isdir(TMPFS) and os.access(TMPFS, os.W_OK):
+        places["tmpfs"] = TMPFS
+    result: dict[str, Any] = {"pairs": {}}
+    for place, directory in places.items():
+        base = tempfile.mkdtemp(prefix="sr-bench-small-", dir=directory)
+        try:
+            log(f"small results: pairs per second ({place})")
+            result["pairs"][place] = pairs(keyring_path, base, rounds=rounds, min_time=min_time)
+            result.setdefault("fs", {})[place] = fs_type(base)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+    log(f"small results: provider round trips for {writes} writes")
+    result["roundtrips"] = roundtrips(keyring_path, writes)
     return result

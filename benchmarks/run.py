@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import _common, report  # noqa: E402
-from benchmarks._common import GiB, KiB, MiB, parse_size, progress  # noqa: E402
+from benchmarks import _common, report
+from benchmarks._common import GiB, KiB, MiB, parse_size, progress
 
+# Not resolve(): the suite may be symlinked into another checkout to measure that one.
+REPO = Path(os.path.abspath(__file__)).parent.parent
 SECTIONS = ("crypto", "e2e", "small", "memory")
 FULL_SIZES = [KiB, MiB, 64 * MiB, GiB]
 QUICK_SIZES = [KiB, MiB, 64 * MiB]
@@ -35,7 +39,7 @@ QUICK_SIZES = [KiB, MiB, 64 * MiB]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmarks for sealed-results (see benchmarks/README.md).",
+        description="Benchmarks for sealed-results (method: benchmarks/README.md).",
     )
     parser.add_argument("--quick", action="store_true", help="short run (sizes up to 64 MiB)")
     parser.add_argument(
@@ -43,7 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=lambda text: [parse_size(part) for part in text.split(",") if part.strip()],
         help="payload sizes, e.g. 1KiB,1MiB,64MiB,1GiB (default: those; --quick: up to 64MiB)",
     )
-    parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run: " + ",".join(SECTIONS))
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help="sections to run: " + ",".join(SECTIONS)
+    )
     parser.add_argument("--rounds", type=int, help="samples per case (default 5; --quick 3)")
     parser.add_argument(
         "--min-time", type=float, help="seconds per sample (default 0.2; --quick 0.05)"
@@ -56,6 +62,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--dir", help="working directory for files (default: the system temp)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every section in this process (default: each in a fresh interpreter)",
+    )
     args = parser.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.only) - set(SECTIONS)
@@ -70,9 +81,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run_section(section: str, args: argparse.Namespace) -> Any:
+    """One section's results, measured in this process."""
     from benchmarks import bench_crypto, bench_e2e, bench_memory, bench_small
     from sealed_results.keyproviders.local import LocalKeyring, create_keyring
+
+    timing = {"rounds": args.rounds, "min_time": args.min_time}
+    with tempfile.TemporaryDirectory(prefix="sr-bench-", dir=args.dir) as tmp:
+        keyring_path = create_keyring(Path(tmp) / "keys.json")
+        if section == "crypto":
+            keyring = LocalKeyring(keyring_path)
+            return bench_crypto.run(args.sizes, keyring, **timing, log=progress)
+        if section == "e2e":
+            keyring = LocalKeyring(keyring_path)
+            return bench_e2e.run(args.sizes, keyring, **timing, workdir=args.dir, log=progress)
+        if section == "small":
+            return bench_small.run(
+                keyring_path, **timing, writes=args.writes, workdir=args.dir, log=progress
+            )
+        return bench_memory.run(args.memory_size, keyring_path, workdir=args.dir, log=progress)
+
+
+def _run_isolated(section: str, args: argparse.Namespace) -> Any:
+    """One section in a fresh interpreter. Sections leave the process in different states
+    (a heap grown by 1 GiB buffers, pages the allocator kept or returned), and on a VM the
+    cost of fresh memory depends on that state: isolated, each section measures alike."""
+    argv = [sys.executable, "-m", "benchmarks", "--in-process", "--json", "--only", section]
+    argv += ["--sizes", ",".join(str(size) for size in args.sizes)]
+    argv += ["--rounds", str(args.rounds), "--min-time", str(args.min_time)]
+    argv += ["--memory-size", str(args.memory_size), "--writes", str(args.writes)]
+    if args.dir:
+        argv += ["--dir", args.dir]
+    out = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=True, cwd=REPO)
+    return json.loads(out.stdout)[section]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks import bench_crypto
 
     started = time.perf_counter()
     results: dict[str, Any] = {
@@ -82,26 +127,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rounds": args.rounds,
             "min_time": args.min_time,
             "quick": args.quick,
+            "isolated_sections": not args.in_process,
         },
     }
-    with tempfile.TemporaryDirectory(prefix="sr-bench-", dir=args.dir) as tmp:
-        keyring_path = create_keyring(Path(tmp) / "keys.json")
-        keyring = LocalKeyring(keyring_path)
-        timing = {"rounds": args.rounds, "min_time": args.min_time}
-        if "crypto" in args.only:
-            results["crypto"] = bench_crypto.run(args.sizes, keyring, **timing, log=progress)
-        if "e2e" in args.only:
-            results["e2e"] = bench_e2e.run(
-                args.sizes, keyring, **timing, workdir=args.dir, log=progress
-            )
-        if "small" in args.only:
-            results["small"] = bench_small.run(
-                keyring_path, **timing, writes=args.writes, workdir=args.dir, log=progress
-            )
-        if "memory" in args.only:
-            results["memory"] = bench_memory.run(
-                args.memory_size, keyring_path, workdir=args.dir, log=progress
-            )
+    for section in SECTIONS:
+        if section in args.only:
+            runner = run_section if args.in_process else _run_isolated
+            results[section] = runner(section, args)
     results["seconds"] = time.perf_counter() - started
     results["targets"] = report.targets(results)
     return results

@@ -1,6 +1,6 @@
 """The smallest complete use: a keyring, a local handler, a token that reveals nothing.
 
-    python examples/basic_local.py
+python examples/basic_local.py
 """
 
 from __future__ import annotations

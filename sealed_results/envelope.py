@@ -25,6 +25,7 @@ import hmac
 import io
 import os
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
@@ -90,6 +91,30 @@ else:  # pragma: no cover - older cryptography: the same bytes, one more copy
 
     def _decrypt_into(aead: AESGCM, nonce: bytes, data: Buffer, aad: bytes, out: Buffer) -> None:
         memoryview(out)[:] = aead.decrypt(nonce, data, aad)
+
+
+class _Spares(threading.local):
+    """One spare buffer per thread and size, for the full-segment buffers of consecutive blobs.
+
+    A fresh 1 MiB buffer per blob costs a zeroing pass and, where the allocator hands large
+    blocks back to the system (glibc does, for sizes that vary a little), 256 first-touch
+    page faults: on a VM that is more than encrypting the megabyte. A buffer is taken for the
+    life of one writer, reader or ``read`` and given back after; one that is never given back
+    is simply collected. Buffers hold only transient segment bytes, never handed to callers.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[int, bytearray] = {}
+
+    def take(self, size: int) -> bytearray:
+        return self.buffers.pop(size, None) or bytearray(size)
+
+    def give(self, buffer: bytearray | None) -> None:
+        if buffer is not None:
+            self.buffers[len(buffer)] = buffer
+
+
+_SPARES = _Spares()
 
 
 def derive_keys(data_key: bytes, fixed: bytes) -> tuple[bytes, bytes]:
@@ -188,6 +213,44 @@ def _read_exact(source: _Reader, n: int) -> bytes:
     return b"".join(parts)
 
 
+class _Segments:
+    """A blob body read from a stream one segment (``step`` bytes, fewer at the end) at a time.
+
+    Where the stream has ``readinto``, every segment lands in one reused buffer (``length``,
+    the body's length when known, keeps it small for a small blob): a fresh buffer per segment
+    means fresh pages, and first-touch page faults can cost more than AES-GCM itself. A segment
+    returned is valid until the next call.
+    """
+
+    def __init__(self, source: _Reader, step: int, length: int | None = None) -> None:
+        self._source = source
+        self._step = step
+        self._readinto: Callable[[memoryview], int | None] | None = getattr(
+            source, "readinto", None
+        )
+        self._size = step if length is None else min(step, length)
+        self._buffer: bytearray | None = None
+
+    def next(self) -> bytes | memoryview:
+        if self._readinto is None:
+            return _read_exact(self._source, self._step)
+        if self._buffer is None:
+            self._buffer = _SPARES.take(self._size)
+        view = memoryview(self._buffer)[: self._size]
+        got = 0
+        while got < self._size and (n := self._readinto(view[got:])):
+            got += n
+        return view[:got]
+
+    def at_end(self) -> bool:
+        return not _read_exact(self._source, 1)
+
+    def release(self) -> None:
+        """Done reading: the buffer goes back to the spares (no segment returned is used)."""
+        _SPARES.give(self._buffer)
+        self._buffer = None
+
+
 def read_header(source: _Reader) -> BlobHeader:
     """Parse a header from the start of a stream. Malformed: IntegrityError; unknown version or
     suite: UnsupportedVersion (a subclass, since a reader cannot tell it from tampering)."""
@@ -237,8 +300,8 @@ class BlobWriter(io.RawIOBase):
         self._aad = header.fixed
         self._size = header.segment_size
         # A partial segment waits in _buf[:_fill]. _buf only ever grows (to one segment at
-        # most), and the ciphertext buffer _out is made on the first full segment: a small
-        # blob never pays for zeroing a 1 MiB buffer, a large one never reallocates.
+        # most); the ciphertext buffer _out is taken from the spares on the first full
+        # segment, so a small blob never pays for a 1 MiB buffer and a large one reuses one.
         self._buf = bytearray()
         self._fill = 0
         self._out: bytearray | None = None
@@ -252,7 +315,7 @@ class BlobWriter(io.RawIOBase):
         nonce = _segment_nonce(self._index, final)
         if len(plaintext) == self._size:
             if self._out is None:
-                self._out = bytearray(self._size + TAG_SIZE)
+                self._out = _SPARES.take(self._size + TAG_SIZE)
             _encrypt_into(self._aead, nonce, plaintext, self._aad, self._out)
             self._sink.write(self._out)
         else:
@@ -284,6 +347,7 @@ class BlobWriter(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             self._emit(memoryview(self._buf)[: self._fill], final=True)
+            _SPARES.give(self._out)
             self._buf, self._fill, self._out = bytearray(), 0, None
         super().close()
 
@@ -298,6 +362,7 @@ class BlobReader(io.RawIOBase):
     def __init__(self, source: _Reader, header: BlobHeader, payload_key: bytes) -> None:
         super().__init__()
         self._source = source
+        self._segments = _Segments(source, header.segment_size + TAG_SIZE)
         self._aead = AESGCM(payload_key)
         self._aad = header.fixed
         self._size = header.segment_size
@@ -314,7 +379,7 @@ class BlobReader(io.RawIOBase):
         if not self._plain:
             if self._done or not out:
                 return 0
-            chunk = _read_exact(self._source, self._size + TAG_SIZE)
+            chunk = self._segments.next()
             if len(chunk) < TAG_SIZE:
                 raise IntegrityError()
             n = len(chunk) - TAG_SIZE
@@ -331,7 +396,7 @@ class BlobReader(io.RawIOBase):
         self._plain = self._plain[n:]
         return n
 
-    def _decrypt(self, chunk: bytes, target: memoryview) -> None:
+    def _decrypt(self, chunk: bytes | memoryview, target: memoryview) -> None:
         """Decrypt the next segment into ``target``. On failure ``target`` is wiped:
         ``decrypt_into`` leaves unauthenticated plaintext there when the tag does not match,
         and ``target`` may be the caller's buffer."""
@@ -341,8 +406,9 @@ class BlobReader(io.RawIOBase):
             self._index += 1
             if final:
                 self._done = True
-                if _read_exact(self._source, 1):  # the final segment must end the object
+                if not self._segments.at_end():  # the final segment must end the object
                     raise IntegrityError()
+                self._segments.release()
         except BaseException as exc:
             target[:] = bytes(len(target))
             self._plain = memoryview(b"")
@@ -352,25 +418,20 @@ class BlobReader(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
+            self._segments.release()
             closer: Callable[[], object] | None = getattr(self._source, "close", None)
             if closer is not None:
                 closer()
         super().close()
 
 
-def _plaintext_length(body: memoryview, header: BlobHeader) -> tuple[int, int]:
-    """(segment count, plaintext length) of a whole blob body, from its length alone."""
-    step = header.segment_size + TAG_SIZE
-    count = len(body) // step + 1
-    if len(body) - (count - 1) * step < TAG_SIZE:  # no room for the final segment's tag
-        raise IntegrityError()
-    return count, len(body) - count * TAG_SIZE
-
-
 def decrypt_segments(body: memoryview, header: BlobHeader, payload_key: bytes) -> bytearray:
     """Decrypt a whole in-memory blob body into one buffer."""
     size, step = header.segment_size, header.segment_size + TAG_SIZE
-    count, plain_len = _plaintext_length(body, header)
+    count = len(body) // step + 1
+    if len(body) - (count - 1) * step < TAG_SIZE:  # no room for the final segment's tag
+        raise IntegrityError()
+    plain_len = len(body) - count * TAG_SIZE
     out = bytearray(plain_len)
     view = memoryview(out)
     aead, aad = AESGCM(payload_key), header.fixed
@@ -387,41 +448,69 @@ def decrypt_segments(body: memoryview, header: BlobHeader, payload_key: bytes) -
 
 
 def decrypt_split(
-    body: memoryview, header: BlobHeader, payload_key: bytes, cut: Callable[[bytes, int], int]
+    source: _Reader,
+    length: int,
+    header: BlobHeader,
+    payload_key: bytes,
+    cut: Callable[[bytes | memoryview, int], int],
 ) -> tuple[bytes, bytes]:
-    """Decrypt a whole in-memory blob body (the fast path of ``read``) as two ``bytes``: the
-    plaintext before ``cut(first segment's plaintext, plaintext length)`` and the rest.
+    """Decrypt a whole blob body of ``length`` bytes from ``source`` (the path of ``read``)
+    as two ``bytes``: the plaintext before ``cut(first segment's plaintext, plaintext length)``
+    and the rest.
 
-    The rest is decrypted straight into the ``bytes`` object returned, so a large value that
-    is the tail of the payload (a msgpack ``bytes`` value) comes back without a single copy.
-    ``cut`` only sees authenticated bytes and must not raise; nothing is returned before every
-    segment is authenticated.
+    The rest is decrypted straight into the ``bytes`` object returned, so a large value that is
+    the tail of the payload (a msgpack ``bytes`` value) comes back without a copy, and the body
+    passes through one reused segment buffer: a large result costs its own size in memory,
+    once. ``cut`` only sees authenticated bytes and must not raise; nothing is returned before
+    every segment is authenticated and the body is known to end where ``length`` says.
     """
     size, step = header.segment_size, header.segment_size + TAG_SIZE
-    count, plain_len = _plaintext_length(body, header)
+    count = length // step + 1
+    if length - (count - 1) * step < TAG_SIZE:  # no room for the final segment's tag
+        raise IntegrityError()
+    plain_len = length - count * TAG_SIZE
+    segments = _Segments(source, step, length)
     aead, aad = AESGCM(payload_key), header.fixed
+
+    def chunk(index: int) -> bytes | memoryview:
+        data = segments.next()
+        if len(data) != min(step, length - index * step):  # the object changed under us
+            raise IntegrityError()
+        return data
+
+    spare, first = None, memoryview(b"")
     try:
-        first = aead.decrypt(_segment_nonce(0, count == 1), body[:step], aad)
-        at = min(max(cut(first, plain_len), 0), len(first))
         if count == 1:
-            return first[:at], first[at:]
-        rest = io.BytesIO()
-        # Size the buffer once: seek past the end and write one byte. getvalue() returns the
-        # BytesIO's own bytes object when no view of it remains (CPython), so writing through
-        # getbuffer() builds the result in place; elsewhere it is one copy, same bytes.
-        rest.seek(plain_len - at - 1)
-        rest.write(b"\0")
-        with rest.getbuffer() as view:
-            view[: len(first) - at] = memoryview(first)[at:]
-            for index in range(1, count):
-                chunk = body[index * step : index * step + step]
-                start = index * size - at
-                nonce = _segment_nonce(index, index == count - 1)
-                # No name may hold a slice of the view past the loop: it would pin the buffer.
-                _decrypt_into(aead, nonce, chunk, aad, view[start : start + len(chunk) - TAG_SIZE])
+            whole = aead.decrypt(_segment_nonce(0, True), chunk(0), aad)
+            at = min(max(cut(whole, plain_len), 0), len(whole))
+            head, rest = whole[:at], whole[at:]
+        else:  # a full first segment: decrypted into a spare buffer, copied on from there
+            spare = _SPARES.take(size)
+            first = memoryview(spare)
+            _decrypt_into(aead, _segment_nonce(0, False), chunk(0), aad, first)
+            at = min(max(cut(first, plain_len), 0), size)
+            head = bytes(first[:at])
+            # bytes(n) is calloc'd (no zeroing pass) and a BytesIO over the only reference to
+            # a bytes object writes into it in place; getvalue() then returns that very object
+            # (CPython; elsewhere it copies: slower, same bytes).
+            buffer = io.BytesIO(bytes(plain_len - at))
+            with buffer.getbuffer() as out:
+                out[: size - at] = first[at:]
+                for index in range(1, count):
+                    data, start = chunk(index), index * size - at
+                    nonce = _segment_nonce(index, index == count - 1)
+                    # No name may keep a slice of ``out`` past the loop: it would pin it.
+                    _decrypt_into(aead, nonce, data, aad, out[start : start + len(data) - TAG_SIZE])
+            rest = buffer.getvalue()
+        if not segments.at_end():
+            raise IntegrityError()
     except InvalidTag:
         raise IntegrityError() from None
-    return first[:at], rest.getvalue()
+    finally:
+        first.release()  # no view of the spare may outlive handing it back
+        segments.release()
+        _SPARES.give(spare)
+    return head, rest
 
 
 def seal_blob(

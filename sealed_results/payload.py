@@ -65,15 +65,16 @@ def _bin_header_size(head: bytes | memoryview, size: int) -> int:
     return 1 + width if 1 + width + length == size else 0
 
 
-def split_point(first: bytes, total: int) -> int:
+def split_point(first: bytes | memoryview, total: int) -> int:
     """Where ``read`` cuts a payload of ``total`` bytes that starts with ``first``: after the
     framing, and after the bin header too when a msgpack payload is one ``bytes`` value.
     Malformed framing cuts at 0, and ``unframe`` refuses it once all is authenticated."""
-    if not first or not 1 <= first[0] <= 64 or len(first) < 1 + first[0]:
+    view = memoryview(first)  # slices of a view, not copies of a large first segment
+    if not view or not 1 <= view[0] <= 64 or len(view) < 1 + view[0]:
         return 0
-    at = 1 + first[0]
-    if first[1:at] == b"msgpack":
-        at += _bin_header_size(first[at:], total - at)
+    at = 1 + view[0]
+    if view[1:at].tobytes() == b"msgpack":
+        at += _bin_header_size(view[at:], total - at)
     return at
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = r"""
-import io, json, os, resource, sys, hashlib
+import io, json, os, sys, hashlib
 from sealed_results.handlers.local import LocalHandler
 from sealed_results.keyproviders.local import LocalKeyring, create_keyring
 
@@ -37,12 +37,25 @@ class Source(io.RawIOBase):
         return n
 
 def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM, not ru_maxrss: on Linux a child's ru_maxrss starts at its parent's (pytest's) peak,
+    # so it would hide growth. Writing 5 to clear_refs resets the high-water mark.
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
 
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+reset_peak()
 baseline = peak()
 source = Source(size)
 token = handler.write_stream(io.BufferedReader(source, 1 << 20))
 after_write = peak()
+reset_peak()
+baseline_read = peak()
 digest = hashlib.sha256()
 total = 0
 with handler.open(token) as stream:
@@ -51,7 +64,7 @@ with handler.open(token) as stream:
         total += len(chunk)
 after_read = peak()
 ok = digest.digest() == source.digest.digest() and total == size
-print(json.dumps({"write": after_write - baseline, "read": after_read - baseline, "ok": ok}))
+print(json.dumps({"write": after_write - baseline, "read": after_read - baseline_read, "ok": ok}))
 """
 
 

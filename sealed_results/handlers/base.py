@@ -108,6 +108,13 @@ class ResultHandler(abc.ABC):
     def _read_bytes(self, name: str) -> bytes:
         """The whole object; ResultNotFound if missing."""
 
+    def _read_body(self, name: str) -> tuple[BinaryIO, int]:
+        """The whole object as a stream, and its length, for ``read``. By default the object
+        is read into memory first (one request to a remote store); a store that can stream it
+        with a known length (local files) saves holding it twice."""
+        blob = self._read_bytes(name)
+        return io.BytesIO(blob), len(blob)
+
     @abc.abstractmethod
     def _open_read(self, name: str) -> BinaryIO:
         """A readable stream of the object; ResultNotFound if missing."""
@@ -210,14 +217,15 @@ class ResultHandler(abc.ABC):
     def read(self, token: str) -> Any:
         """The value behind ``token``; verified in full before anything is deserialized."""
         object_id, commitment = self._locate(token)
-        blob = self._read_bytes(object_name(object_id))
-        source = io.BytesIO(blob)
-        header = read_header(source)
-        payload_key = self._check_header(header, object_id, commitment)
-        body = memoryview(blob)[source.tell() :]
-        # Cut after the framing (and a msgpack bin header): a large bytes value is then the
-        # very bytes object the decryption wrote, with no copy (payload.split_point).
-        head, data = decrypt_split(body, header, payload_key, split_point)
+        source, length = self._read_body(object_name(object_id))
+        with source:
+            header = read_header(source)
+            payload_key = self._check_header(header, object_id, commitment)
+            # Cut after the framing (and a msgpack bin header): a large bytes value is then
+            # the very bytes object the decryption wrote, with no copy (payload.split_point).
+            head, data = decrypt_split(
+                source, length - source.tell(), header, payload_key, split_point
+            )
         serializer_name, rest = unframe(head)
         return load_parts(self._serializer_for(serializer_name), rest, data)
 
@@ -238,7 +246,7 @@ class ResultHandler(abc.ABC):
         except BaseException:
             source.close()
             raise
-        return stream  # type: ignore[return-value]
+        return stream
 
     def _serializer_for(self, name: str) -> Serializer:
         if name == self._serializer.name:

@@ -6,7 +6,7 @@ import contextlib
 import errno
 import os
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
 from sealed_results.handlers.fsspec_core import FsspecHandler
 
@@ -65,7 +65,7 @@ class LocalHandler(FsspecHandler):
             tmp = None
             if fd is None:
                 tmp = self._tmp_path(name)
-                fd = self._in_root(lambda: os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                fd = self._in_root(lambda: _create_named(tmp))
         try:
             with os.fdopen(fd, "wb") as sink:
                 yield sink
@@ -87,7 +87,7 @@ class LocalHandler(FsspecHandler):
         with self._errors():
             tmp = self._tmp_path(name)
             try:
-                fd = self._in_root(lambda: os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                fd = self._in_root(lambda: _create_named(tmp))
                 with os.fdopen(fd, "wb") as sink:
                     sink.write(data)
                 os.replace(tmp, self._path(name))
@@ -95,11 +95,33 @@ class LocalHandler(FsspecHandler):
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
 
+    # Reads use plain files: fsspec's file object adds syscalls and layers of Python to every
+    # read, which is most of the cost of reading a small result, and it has no readinto, which
+    # lets a large one stream through one reused buffer (envelope._Segments).
     def _read_bytes(self, name: str) -> bytes:
-        # A plain unbuffered read: fsspec's file object adds several syscalls and layers of
-        # Python per read, which is most of the cost of reading a small result.
         path = self._path(name)
         return self._run(lambda: _read_file(path), what="read")
+
+    def _open_file(self, name: str) -> _LocalFile:
+        path = self._path(name)
+
+        def opened() -> tuple[BinaryIO, int]:
+            file = open(path, "rb")  # noqa: SIM115 - handed to _LocalFile, which closes it
+            try:
+                return file, os.fstat(file.fileno()).st_size
+            except BaseException:
+                file.close()
+                raise
+
+        file, size = self._run(opened, what="open")
+        return _LocalFile(file, size, self._raise_ours)
+
+    def _open_read(self, name: str) -> BinaryIO:
+        return self._open_file(name)  # type: ignore[return-value]
+
+    def _read_body(self, name: str) -> tuple[BinaryIO, int]:
+        source = self._open_file(name)
+        return source, source.size  # type: ignore[return-value]
 
     def _list_names(self) -> Iterator[str]:
         for name in super()._list_names():
@@ -107,6 +129,53 @@ class LocalHandler(FsspecHandler):
                 yield name
 
 
+def _create_named(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+
 def _read_file(path: str) -> bytes:
     with open(path, "rb", buffering=0) as f:
         return f.readall()
+
+
+class _LocalFile:
+    """A local file open for reading whose OS errors leave as ours (StorageError, with no
+    path in the message), like the guarded streams of the fsspec core."""
+
+    def __init__(
+        self, file: BinaryIO, size: int, raise_ours: Callable[[Exception], NoReturn]
+    ) -> None:
+        self._file = file
+        self.size = size
+        self._raise_ours = raise_ours
+
+    def read(self, n: int = -1, /) -> bytes:
+        try:
+            return self._file.read(n)
+        except Exception as exc:
+            self._raise_ours(exc)
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return self._file.readinto(buffer)  # type: ignore[attr-defined,no-any-return]
+        except Exception as exc:
+            self._raise_ours(exc)
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> _LocalFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
