@@ -136,7 +136,7 @@ def run_doctor(
 
     # The concrete providers behind composites (several providers, the cache), each reached
     # directly: a cached wrap would not prove the provider answers.
-    composite: KeyProvider = handler._keyprovider
+    composite: KeyProvider = handler.keyprovider
     providers = composite.providers()
     keys_ok = True
     for index, provider in enumerate(providers):

@@ -134,6 +134,11 @@ class ResultHandler(abc.ABC):
     def _list_names(self) -> Iterator[str]:
         """Names of every object under the root (results and the keyset)."""
 
+    @property
+    def keyprovider(self) -> KeyProvider:
+        """The key provider that wraps this handler's data keys (for checks like ``doctor``)."""
+        return self._keyprovider
+
     # -- tokens ------------------------------------------------------------------------------
     def _tokens(self) -> TokenCodec:
         codec = self._codec
