@@ -246,7 +246,7 @@ class ResultHandler(abc.ABC):
             stream = io.BufferedReader(BlobReader(source, header, payload_key), 1 << 16)
             # The payload's own framing (serializer name) is not part of the caller's bytes.
             (length,) = stream.read(1) or b"\x00"
-            if not stream.read(length):
+            if not 1 <= length <= 64 or len(stream.read(length)) != length:
                 raise IntegrityError()
         except BaseException:
             source.close()
