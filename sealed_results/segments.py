@@ -1,0 +1,360 @@
+"""Blob format v1, the segments: STREAM-style AES-256-GCM over a blob body (docs/format.md).
+
+    segment i = AES-256-GCM(payload key, nonce = i as 11 bytes || final flag, aad = header)
+
+Every non-final segment holds exactly ``segment_size`` plaintext bytes and the final one
+fewer (maybe none), so a reader knows a segment is final from its length alone and truncation
+at any boundary is caught by the flag in the nonce. The header (``envelope``) supplies the
+payload key, the segment size and the authenticated header bytes; this module only moves
+segments, with buffers reused so that large results cost their own size once.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from sealed_results.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from sealed_results.envelope import BlobHeader
+
+__all__ = ["TAG_SIZE", "BlobReader", "BlobWriter", "decrypt_segments", "decrypt_split"]
+
+TAG_SIZE = 16
+
+
+class ByteSource(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+def _segment_nonce(index: int, final: bool) -> bytes:
+    return index.to_bytes(11, "big") + (b"\x01" if final else b"\x00")
+
+
+Buffer = bytes | bytearray | memoryview
+
+if hasattr(AESGCM, "encrypt_into"):
+    # Into a caller's buffer: no allocation per segment (newer cryptography releases).
+    def _encrypt_into(aead: AESGCM, nonce: bytes, data: Buffer, aad: bytes, out: Buffer) -> None:
+        aead.encrypt_into(nonce, data, aad, out)
+
+    def _decrypt_into(aead: AESGCM, nonce: bytes, data: Buffer, aad: bytes, out: Buffer) -> None:
+        aead.decrypt_into(nonce, data, aad, out)
+
+else:  # pragma: no cover - older cryptography: the same bytes, one more copy
+
+    def _encrypt_into(aead: AESGCM, nonce: bytes, data: Buffer, aad: bytes, out: Buffer) -> None:
+        memoryview(out)[:] = aead.encrypt(nonce, data, aad)
+
+    def _decrypt_into(aead: AESGCM, nonce: bytes, data: Buffer, aad: bytes, out: Buffer) -> None:
+        memoryview(out)[:] = aead.decrypt(nonce, data, aad)
+
+
+class _Spares(threading.local):
+    """One spare buffer per thread and size, for the full-segment buffers of consecutive blobs.
+
+    A fresh 1 MiB buffer per blob costs a zeroing pass and, where the allocator hands large
+    blocks back to the system (glibc does, for sizes that vary a little), 256 first-touch
+    page faults: on a VM that is more than encrypting the megabyte. A buffer is taken for the
+    life of one writer, reader or ``read`` and given back after; one that is never given back
+    is simply collected. Buffers hold only transient segment bytes, never handed to callers.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[int, bytearray] = {}
+
+    def take(self, size: int) -> bytearray:
+        return self.buffers.pop(size, None) or bytearray(size)
+
+    def give(self, buffer: bytearray | None) -> None:
+        if buffer is not None:
+            self.buffers[len(buffer)] = buffer
+
+
+_SPARES = _Spares()
+
+
+def read_exact(source: ByteSource, n: int) -> bytes:
+    """Read up to n bytes, looping over short reads (network streams return what they have)."""
+    first = source.read(n)
+    if first is None or len(first) == n or not first:
+        return first or b""
+    parts, got = [first], len(first)
+    while got < n:
+        more = source.read(n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+class _Segments:
+    """A blob body read from a stream one segment (``step`` bytes, fewer at the end) at a time.
+
+    Where the stream has ``readinto``, every segment lands in one reused buffer (``length``,
+    the body's length when known, keeps it small for a small blob): a fresh buffer per segment
+    means fresh pages, and first-touch page faults can cost more than AES-GCM itself. A segment
+    returned is valid until the next call.
+    """
+
+    def __init__(self, source: ByteSource, step: int, length: int | None = None) -> None:
+        self._source = source
+        self._step = step
+        self._readinto: Callable[[memoryview], int | None] | None = getattr(
+            source, "readinto", None
+        )
+        self._size = step if length is None else min(step, length)
+        self._buffer: bytearray | None = None
+
+    def next(self) -> bytes | memoryview:
+        if self._readinto is None:
+            return read_exact(self._source, self._step)
+        if self._buffer is None:
+            self._buffer = _SPARES.take(self._size)
+        view = memoryview(self._buffer)[: self._size]
+        got = 0
+        while got < self._size and (n := self._readinto(view[got:])):
+            got += n
+        return view[:got]
+
+    def at_end(self) -> bool:
+        return not read_exact(self._source, 1)
+
+    def release(self) -> None:
+        """Done reading: the buffer goes back to the spares (no segment returned is used)."""
+        _SPARES.give(self._buffer)
+        self._buffer = None
+
+
+class BlobWriter(io.RawIOBase):
+    """Encrypts what is written to it into ``sink``, one segment at a time (bounded memory).
+
+    ``close()`` writes the final segment; a writer that is never closed leaves a blob that no
+    reader accepts, which is the point: an interrupted write cannot pass for a whole one.
+    """
+
+    def __init__(self, sink: BinaryIO, header: BlobHeader, payload_key: bytes) -> None:
+        super().__init__()
+        self._sink = sink
+        self._aead = AESGCM(payload_key)
+        self._aad = header.fixed
+        self._size = header.segment_size
+        # A partial segment waits in _buf[:_fill]. _buf only ever grows (to one segment at
+        # most); the ciphertext buffer _out is taken from the spares on the first full
+        # segment, so a small blob never pays for a 1 MiB buffer and a large one reuses one.
+        self._buf = bytearray()
+        self._fill = 0
+        self._out: bytearray | None = None
+        self._index = 0
+        sink.write(header.encode())
+
+    def writable(self) -> bool:
+        return True
+
+    def _emit(self, plaintext: bytes | bytearray | memoryview, final: bool) -> None:
+        nonce = _segment_nonce(self._index, final)
+        if len(plaintext) == self._size:
+            if self._out is None:
+                self._out = _SPARES.take(self._size + TAG_SIZE)
+            _encrypt_into(self._aead, nonce, plaintext, self._aad, self._out)
+            self._sink.write(self._out)
+        else:
+            self._sink.write(self._aead.encrypt(nonce, plaintext, self._aad))
+        self._index += 1
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.closed:
+            raise ValueError("write to a closed BlobWriter")
+        view = memoryview(data).cast("B")
+        n, size = len(view), self._size
+        if self._fill:
+            take = min(n, size - self._fill)
+            self._buf[self._fill : self._fill + take] = view[:take]
+            self._fill += take
+            view = view[take:]
+            if self._fill == size:
+                self._emit(self._buf, final=False)
+                self._fill = 0
+        # Whole segments straight from the caller's buffer: no copy of large payloads.
+        while len(view) >= size:
+            self._emit(view[:size], final=False)
+            view = view[size:]
+        if len(view):
+            self._buf[: len(view)] = view
+            self._fill = len(view)
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._emit(memoryview(self._buf)[: self._fill], final=True)
+            _SPARES.give(self._out)
+            self._buf, self._fill, self._out = bytearray(), 0, None
+        super().close()
+
+
+class BlobReader(io.RawIOBase):
+    """A readable file object over a blob's segments that only ever yields authenticated bytes.
+
+    A segment is released only after its tag verifies; a missing final segment, trailing bytes
+    or a reordered segment raise IntegrityError from ``read``.
+    """
+
+    def __init__(self, source: ByteSource, header: BlobHeader, payload_key: bytes) -> None:
+        super().__init__()
+        self._source = source
+        self._segments = _Segments(source, header.segment_size + TAG_SIZE)
+        self._aead = AESGCM(payload_key)
+        self._aad = header.fixed
+        self._size = header.segment_size
+        self._index = 0
+        self._done = False
+        self._plain = memoryview(b"")  # what is left of the last segment, not yet read
+        self._segment: bytearray | None = None  # reused for segments read in small pieces
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        out = memoryview(buffer).cast("B")
+        if not self._plain:
+            if self._done or not out:
+                return 0
+            chunk = self._segments.next()
+            if len(chunk) < TAG_SIZE:
+                raise IntegrityError()
+            n = len(chunk) - TAG_SIZE
+            if len(out) >= n:
+                # The whole segment fits: decrypt straight into the caller's buffer, no copy.
+                self._decrypt(chunk, out[:n])
+                return n
+            if self._segment is None:
+                self._segment = bytearray(self._size)
+            self._plain = memoryview(self._segment)[:n]
+            self._decrypt(chunk, self._plain)
+        n = min(len(out), len(self._plain))
+        out[:n] = self._plain[:n]
+        self._plain = self._plain[n:]
+        return n
+
+    def _decrypt(self, chunk: bytes | memoryview, target: memoryview) -> None:
+        """Decrypt the next segment into ``target``. On failure ``target`` is wiped:
+        ``decrypt_into`` leaves unauthenticated plaintext there when the tag does not match,
+        and ``target`` may be the caller's buffer."""
+        final = len(chunk) < self._size + TAG_SIZE
+        try:
+            _decrypt_into(self._aead, _segment_nonce(self._index, final), chunk, self._aad, target)
+            self._index += 1
+            if final:
+                self._done = True
+                if not self._segments.at_end():  # the final segment must end the object
+                    raise IntegrityError()
+                self._segments.release()
+        except BaseException as exc:
+            target[:] = bytes(len(target))
+            self._plain = memoryview(b"")
+            if isinstance(exc, InvalidTag):
+                raise IntegrityError() from None
+            raise
+
+    def close(self) -> None:
+        if not self.closed:
+            self._segments.release()
+            closer: Callable[[], object] | None = getattr(self._source, "close", None)
+            if closer is not None:
+                closer()
+        super().close()
+
+
+def decrypt_segments(body: memoryview, header: BlobHeader, payload_key: bytes) -> bytearray:
+    """Decrypt a whole in-memory blob body into one buffer."""
+    size, step = header.segment_size, header.segment_size + TAG_SIZE
+    count = len(body) // step + 1
+    if len(body) - (count - 1) * step < TAG_SIZE:  # no room for the final segment's tag
+        raise IntegrityError()
+    plain_len = len(body) - count * TAG_SIZE
+    out = bytearray(plain_len)
+    view = memoryview(out)
+    aead, aad = AESGCM(payload_key), header.fixed
+    try:
+        for index in range(count):
+            final = index == count - 1
+            chunk = body[index * step : index * step + step]
+            start = index * size
+            target = view[start : start + len(chunk) - TAG_SIZE]
+            _decrypt_into(aead, _segment_nonce(index, final), chunk, aad, target)
+    except InvalidTag:
+        raise IntegrityError() from None
+    return out
+
+
+def decrypt_split(
+    source: ByteSource,
+    length: int,
+    header: BlobHeader,
+    payload_key: bytes,
+    cut: Callable[[bytes | memoryview, int], int],
+) -> tuple[bytes, bytes]:
+    """Decrypt a whole blob body of ``length`` bytes from ``source`` (the path of ``read``)
+    as two ``bytes``: the plaintext before ``cut(first segment's plaintext, plaintext length)``
+    and the rest.
+
+    The rest is decrypted straight into the ``bytes`` object returned, so a large value that is
+    the tail of the payload (a msgpack ``bytes`` value) comes back without a copy, and the body
+    passes through one reused segment buffer: a large result costs its own size in memory,
+    once. ``cut`` only sees authenticated bytes and must not raise; nothing is returned before
+    every segment is authenticated and the body is known to end where ``length`` says.
+    """
+    size, step = header.segment_size, header.segment_size + TAG_SIZE
+    count = length // step + 1
+    if length - (count - 1) * step < TAG_SIZE:  # no room for the final segment's tag
+        raise IntegrityError()
+    plain_len = length - count * TAG_SIZE
+    segments = _Segments(source, step, length)
+    aead, aad = AESGCM(payload_key), header.fixed
+
+    def chunk(index: int) -> bytes | memoryview:
+        data = segments.next()
+        if len(data) != min(step, length - index * step):  # the object changed under us
+            raise IntegrityError()
+        return data
+
+    spare, first = None, memoryview(b"")
+    try:
+        if count == 1:
+            whole = aead.decrypt(_segment_nonce(0, True), chunk(0), aad)
+            at = min(max(cut(whole, plain_len), 0), len(whole))
+            head, rest = whole[:at], whole[at:]
+        else:  # a full first segment: decrypted into a spare buffer, copied on from there
+            spare = _SPARES.take(size)
+            first = memoryview(spare)
+            _decrypt_into(aead, _segment_nonce(0, False), chunk(0), aad, first)
+            at = min(max(cut(first, plain_len), 0), size)
+            head = bytes(first[:at])
+            # bytes(n) is calloc'd (no zeroing pass) and a BytesIO over the only reference to
+            # a bytes object writes into it in place; getvalue() then returns that very object
+            # (CPython; elsewhere it copies: slower, same bytes).
+            buffer = io.BytesIO(bytes(plain_len - at))
+            with buffer.getbuffer() as out:
+                out[: size - at] = first[at:]
+                for index in range(1, count):
+                    data, start = chunk(index), index * size - at
+                    nonce = _segment_nonce(index, index == count - 1)
+                    # No name may keep a slice of ``out`` past the loop: it would pin it.
+                    _decrypt_into(aead, nonce, data, aad, out[start : start + len(data) - TAG_SIZE])
+            rest = buffer.getvalue()
+        if not segments.at_end():
+            raise IntegrityError()
+    except InvalidTag:
+        raise IntegrityError() from None
+    finally:
+        first.release()  # no view of the spare may outlive handing it back
+        segments.release()
+        _SPARES.give(spare)
+    return head, rest
