@@ -24,13 +24,27 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             for name, row in rows.items():
                 if not name.startswith("blob"):
                     continue
-                out.append(
-                    {
-                        "target": f"{direction} {fmt_size(size)}: {name} >= 80% of raw AES-GCM",
-                        "value": f"{row['ratio_to_raw']:.0%}",
-                        "met": row["ratio_to_raw"] >= 0.8,
-                    }
-                )
+                one_shot = row.get("ratio_to_raw_one_shot")
+                if name in WHOLE_ROWS and one_shot is not None:
+                    # Bytes out: against the raw API with the same output shape (a new buffer
+                    # as large as the payload); the *_into limit never pays for fresh pages.
+                    out.append(
+                        {
+                            "target": f"{direction} {fmt_size(size)}: {name} >= 80% of raw "
+                            "AES-GCM one shot (same bytes-out shape)",
+                            "value": f"{one_shot:.0%} ({row['ratio_to_raw']:.0%} of the "
+                            "*_into limit)",
+                            "met": one_shot >= 0.8,
+                        }
+                    )
+                else:
+                    out.append(
+                        {
+                            "target": f"{direction} {fmt_size(size)}: {name} >= 80% of raw AES-GCM",
+                            "value": f"{row['ratio_to_raw']:.0%}",
+                            "met": row["ratio_to_raw"] >= 0.8,
+                        }
+                    )
                 for peer in PEERS:
                     if peer in rows:
                         factor = rows[peer]["best_s"] / row["best_s"]
@@ -175,6 +189,14 @@ def _e2e(e2e: dict[str, Any]) -> str:
     return "\n\n".join(text)
 
 
+def _cost_over_plain(cases: dict[str, Any]) -> str:
+    """The library's own cost per pair: local keyring minus plain files, same filesystem."""
+    if "local keyring" not in cases or "plain files, no crypto" not in cases:
+        return "-"
+    cost = cases["local keyring"]["best_s"] - cases["plain files, no crypto"]["best_s"]
+    return f"{cost * 1e6:,.1f} µs"
+
+
 def _small(small: dict[str, Any]) -> str:
     names: list[str] = []
     rows = []
@@ -194,10 +216,16 @@ def _small(small: dict[str, Any]) -> str:
                         else "-"
                         for n in names
                     ),
+                    _cost_over_plain(cases),
                 ]
             )
-    table = md_table(["storage", "1 KiB value", *names], rows)
-    parts = ["### Small results: write+read pairs per second (best sample)", table]
+    table = md_table(["storage", "1 KiB value", *names, "cost over plain files"], rows)
+    parts = [
+        "### Small results: write+read pairs per second (best sample)",
+        "cost over plain files = pair time of local keyring - pair time of plain files, no "
+        "crypto: the library's own cost apart from the filesystem.",
+        table,
+    ]
     trips = small.get("roundtrips", {})
     if "missing" in trips:
         parts.append(f"Provider round trips: {trips['missing']}")

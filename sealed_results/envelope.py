@@ -39,6 +39,7 @@ from sealed_results.segments import (
     ByteSource,
     decrypt_segments,
     decrypt_split,
+    encrypt_segments,
     read_exact,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "BlobWriter",
     "decrypt_segments",
     "decrypt_split",
+    "encrypt_segments",
     "open_blob",
     "read_header",
     "seal_blob",
@@ -201,11 +203,7 @@ def seal_blob(
     header, payload_key = BlobHeader.new(
         data_key, object_id, key_id, stanzas, segment_log2=segment_log2, salt=salt
     )
-    sink = io.BytesIO()
-    writer = BlobWriter(sink, header, payload_key)
-    writer.write(payload)
-    writer.close()
-    return sink.getvalue()
+    return encrypt_segments(payload, header, payload_key, header.encode())
 
 
 def open_blob(

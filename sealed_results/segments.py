@@ -24,7 +24,14 @@ from sealed_results.errors import IntegrityError
 if TYPE_CHECKING:
     from sealed_results.envelope import BlobHeader
 
-__all__ = ["TAG_SIZE", "BlobReader", "BlobWriter", "decrypt_segments", "decrypt_split"]
+__all__ = [
+    "TAG_SIZE",
+    "BlobReader",
+    "BlobWriter",
+    "decrypt_segments",
+    "decrypt_split",
+    "encrypt_segments",
+]
 
 TAG_SIZE = 16
 
@@ -117,7 +124,10 @@ class _Segments:
         if self._readinto is None:
             return read_exact(self._source, self._step)
         if self._buffer is None:
-            self._buffer = _SPARES.take(self._size)
+            # Only full-segment buffers are kept as spares: keyed by size, buffers of the
+            # many sizes of small blobs would pile up there.
+            full = self._size == self._step
+            self._buffer = _SPARES.take(self._size) if full else bytearray(self._size)
         view = memoryview(self._buffer)[: self._size]
         got = 0
         while got < self._size and (n := self._readinto(view[got:])):
@@ -129,7 +139,8 @@ class _Segments:
 
     def release(self) -> None:
         """Done reading: the buffer goes back to the spares (no segment returned is used)."""
-        _SPARES.give(self._buffer)
+        if self._buffer is not None and len(self._buffer) == self._step:
+            _SPARES.give(self._buffer)
         self._buffer = None
 
 
@@ -272,6 +283,36 @@ class BlobReader(io.RawIOBase):
         super().close()
 
 
+def encrypt_segments(
+    payload: Buffer, header: BlobHeader, payload_key: bytes, prefix: bytes
+) -> bytes:
+    """``prefix`` (the encoded header) followed by the encrypted body of an in-memory payload,
+    as one new ``bytes``: the same bytes a ``BlobWriter`` writes, without a stream.
+
+    A payload smaller than a segment is a single AES-GCM call (small results); a larger one is
+    encrypted segment by segment straight into its place in the output, which is allocated
+    once at its exact size.
+    """
+    view = memoryview(payload).cast("B")
+    size = header.segment_size
+    count = len(view) // size + 1
+    aead, aad = AESGCM(payload_key), header.fixed
+    if count == 1:
+        return prefix + aead.encrypt(_segment_nonce(0, True), view, aad)
+    # See decrypt_split: a BytesIO over the only reference to a bytes object fills it in place.
+    buffer = io.BytesIO(bytes(len(prefix) + len(view) + count * TAG_SIZE))
+    with buffer.getbuffer() as out:
+        out[: len(prefix)] = prefix
+        at = len(prefix)
+        for index in range(count):
+            chunk = view[index * size : index * size + size]
+            end = at + len(chunk) + TAG_SIZE
+            nonce = _segment_nonce(index, index == count - 1)
+            _encrypt_into(aead, nonce, chunk, aad, out[at:end])
+            at = end
+    return buffer.getvalue()
+
+
 def decrypt_segments(body: memoryview, header: BlobHeader, payload_key: bytes) -> bytearray:
     """Decrypt a whole in-memory blob body into one buffer."""
     size, step = header.segment_size, header.segment_size + TAG_SIZE
@@ -316,8 +357,18 @@ def decrypt_split(
     if length - (count - 1) * step < TAG_SIZE:  # no room for the final segment's tag
         raise IntegrityError()
     plain_len = length - count * TAG_SIZE
-    segments = _Segments(source, step, length)
     aead, aad = AESGCM(payload_key), header.fixed
+    if count == 1:  # a small result: one read, one decryption, no segment buffer
+        data = read_exact(source, length)
+        if len(data) != length or read_exact(source, 1):  # the object changed under us
+            raise IntegrityError()
+        try:
+            whole = aead.decrypt(_segment_nonce(0, True), data, aad)
+        except InvalidTag:
+            raise IntegrityError() from None
+        at = min(max(cut(whole, plain_len), 0), len(whole))
+        return whole[:at], whole[at:]
+    segments = _Segments(source, step, length)
 
     def chunk(index: int) -> bytes | memoryview:
         data = segments.next()
@@ -327,28 +378,24 @@ def decrypt_split(
 
     spare, first = None, memoryview(b"")
     try:
-        if count == 1:
-            whole = aead.decrypt(_segment_nonce(0, True), chunk(0), aad)
-            at = min(max(cut(whole, plain_len), 0), len(whole))
-            head, rest = whole[:at], whole[at:]
-        else:  # a full first segment: decrypted into a spare buffer, copied on from there
-            spare = _SPARES.take(size)
-            first = memoryview(spare)
-            _decrypt_into(aead, _segment_nonce(0, False), chunk(0), aad, first)
-            at = min(max(cut(first, plain_len), 0), size)
-            head = bytes(first[:at])
-            # bytes(n) is calloc'd (no zeroing pass) and a BytesIO over the only reference to
-            # a bytes object writes into it in place; getvalue() then returns that very object
-            # (CPython; elsewhere it copies: slower, same bytes).
-            buffer = io.BytesIO(bytes(plain_len - at))
-            with buffer.getbuffer() as out:
-                out[: size - at] = first[at:]
-                for index in range(1, count):
-                    data, start = chunk(index), index * size - at
-                    nonce = _segment_nonce(index, index == count - 1)
-                    # No name may keep a slice of ``out`` past the loop: it would pin it.
-                    _decrypt_into(aead, nonce, data, aad, out[start : start + len(data) - TAG_SIZE])
-            rest = buffer.getvalue()
+        # A full first segment: decrypted into a spare buffer, copied on from there.
+        spare = _SPARES.take(size)
+        first = memoryview(spare)
+        _decrypt_into(aead, _segment_nonce(0, False), chunk(0), aad, first)
+        at = min(max(cut(first, plain_len), 0), size)
+        head = bytes(first[:at])
+        # bytes(n) is calloc'd (no zeroing pass) and a BytesIO over the only reference to
+        # a bytes object writes into it in place; getvalue() then returns that very object
+        # (CPython; elsewhere it copies: slower, same bytes).
+        buffer = io.BytesIO(bytes(plain_len - at))
+        with buffer.getbuffer() as out:
+            out[: size - at] = first[at:]
+            for index in range(1, count):
+                data, start = chunk(index), index * size - at
+                nonce = _segment_nonce(index, index == count - 1)
+                # No name may keep a slice of ``out`` past the loop: it would pin it.
+                _decrypt_into(aead, nonce, data, aad, out[start : start + len(data) - TAG_SIZE])
+        rest = buffer.getvalue()
         if not segments.at_end():
             raise IntegrityError()
     except InvalidTag:

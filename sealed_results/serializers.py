@@ -230,12 +230,15 @@ def _to_native(value: Any) -> Any:
     if cls is list:
         if _NATIVE_LEAVES.issuperset(map(type, value)):
             return value
-        return [_to_native(item) for item in value]
+        return [item if type(item) in _NATIVE_LEAVES else _to_native(item) for item in value]
     if cls is dict:
-        if _NATIVE_LEAVES.issuperset(map(type, value)) and _NATIVE_LEAVES.issuperset(
-            map(type, value.values())
-        ):
-            return value
+        if _NATIVE_LEAVES.issuperset(map(type, value)):  # the usual case: str keys
+            if _NATIVE_LEAVES.issuperset(map(type, value.values())):
+                return value
+            return {
+                key: item if type(item) in _NATIVE_LEAVES else _to_native(item)
+                for key, item in value.items()
+            }
         return {_to_native(key): _to_native(item) for key, item in value.items()}
     encoder = _ENCODERS.get(cls)
     if encoder is not None:

@@ -26,6 +26,7 @@ from sealed_results.envelope import (
     BlobReader,
     BlobWriter,
     decrypt_split,
+    encrypt_segments,
     read_header,
 )
 from sealed_results.errors import (
@@ -104,6 +105,12 @@ class ResultHandler(abc.ABC):
         """A writable file that becomes the object on clean exit, atomically and never over an
         existing object (FileExistsError then); on error nothing readable is left."""
 
+    def _create_object(self, name: str, data: bytes) -> None:
+        """``_create`` for a whole object in memory (a small result); a store overrides it
+        where one call is cheaper than a file object."""
+        with self._create(name) as sink:
+            sink.write(data)
+
     @abc.abstractmethod
     def _read_bytes(self, name: str) -> bytes:
         """The whole object; ResultNotFound if missing."""
@@ -155,15 +162,18 @@ class ResultHandler(abc.ABC):
             self._codec = TokenCodec(keyset_mod.add_key(self))
 
     # -- writing -----------------------------------------------------------------------------
-    def _seal_into(self, name: str, object_id: bytes, chunks: Any, size_hint: int | None) -> bytes:
+    def _new_header(self, object_id: bytes, size_hint: int | None) -> tuple[BlobHeader, bytes]:
         data_key = self._keyprovider.new_data_key(size_hint)
-        header, payload_key = BlobHeader.new(
+        return BlobHeader.new(
             data_key.plaintext,
             object_id,
             data_key.key_id,
             data_key.stanzas,
             segment_log2=self._segment_log2,
         )
+
+    def _seal_into(self, name: str, object_id: bytes, chunks: Any, size_hint: int | None) -> bytes:
+        header, payload_key = self._new_header(object_id, size_hint)
         try:
             with self._create(name) as sink:
                 writer = BlobWriter(sink, header, payload_key)
@@ -171,8 +181,18 @@ class ResultHandler(abc.ABC):
                     writer.write(chunk)
                 writer.close()
         except FileExistsError:
-            # 128 random bits do not collide; an existing object means a broken random source.
-            raise StorageError("refusing to overwrite an existing object") from None
+            raise _overwrite() from None
+        return header.commitment
+
+    def _seal_small(self, name: str, object_id: bytes, payload: bytes) -> bytes:
+        """A payload shorter than one segment: the blob is built in memory (one AES-GCM call)
+        and stored in one call; the same bytes ``_seal_into`` would write."""
+        header, payload_key = self._new_header(object_id, len(payload))
+        blob = encrypt_segments(payload, header, payload_key, header.encode())
+        try:
+            self._create_object(name, blob)
+        except FileExistsError:
+            raise _overwrite() from None
         return header.commitment
 
     def write(self, value: Any) -> str:
@@ -181,8 +201,12 @@ class ResultHandler(abc.ABC):
         parts = (frame(self._serializer.name), *dump_parts(self._serializer, value))
         codec = self._tokens()
         object_id = os.urandom(16)
+        name = object_name(object_id)
         size = sum(len(part) for part in parts)
-        commitment = self._seal_into(object_name(object_id), object_id, parts, size)
+        if size < 1 << self._segment_log2:
+            commitment = self._seal_small(name, object_id, b"".join(parts))
+        else:
+            commitment = self._seal_into(name, object_id, parts, size)
         return codec.seal(object_id, commitment)
 
     def write_stream(self, fileobj: BinaryIO) -> str:
@@ -289,6 +313,11 @@ class ResultHandler(abc.ABC):
     def __repr__(self) -> str:
         # The root names a bucket or a path: it must not reach the orchestrator through a log.
         return f"<{type(self).__name__}>"
+
+
+def _overwrite() -> StorageError:
+    # 128 random bits do not collide; an existing object means a broken random source.
+    return StorageError("refusing to overwrite an existing object")
 
 
 def _serializer(name_or_instance: str | Serializer) -> Serializer:
