@@ -82,16 +82,16 @@ def derive_keys(data_key: bytes, fixed: bytes) -> tuple[bytes, bytes]:
 def encode_stanzas(stanzas: tuple[Stanza, ...]) -> bytes:
     if not 1 <= len(stanzas) <= MAX_STANZAS:
         raise ValueError("a blob carries 1 to 16 key stanzas")
-    out = bytearray([len(stanzas)])
+    out = [bytes((len(stanzas),))]
     for stanza in stanzas:
-        kind = stanza.kind.encode("ascii")
-        if not 1 <= len(kind) <= MAX_KIND_LEN or not 1 <= len(stanza.wrapped) <= MAX_WRAPPED_LEN:
+        kind, wrapped = stanza.kind.encode("ascii"), stanza.wrapped
+        if not 1 <= len(kind) <= MAX_KIND_LEN or not 1 <= len(wrapped) <= MAX_WRAPPED_LEN:
             raise ValueError("stanza kind or wrapped key has an invalid length")
-        out += bytes([len(kind)]) + kind + struct.pack(">H", len(stanza.wrapped)) + stanza.wrapped
-    return bytes(out)
+        out += (bytes((len(kind),)), kind, len(wrapped).to_bytes(2, "big"), wrapped)
+    return b"".join(out)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BlobHeader:
     """A parsed header. ``fixed`` is the 104 authenticated bytes; ``stanzas`` the key section."""
 
@@ -157,35 +157,42 @@ class BlobHeader:
 def read_header(source: ByteSource) -> BlobHeader:
     """Parse a header from the start of a stream. Malformed: IntegrityError; unknown version or
     suite: UnsupportedVersion (a subclass, since a reader cannot tell it from tampering)."""
-    raw = read_exact(source, HEADER_SIZE + 1)
-    if len(raw) < HEADER_SIZE + 1 or raw[:4] != MAGIC:
+    # Each read also takes the next field's length byte (the stanza count and the first kind
+    # length here, the next kind length after a wrapped key): two reads per stanza, not three.
+    # It never reads past the header: a key section has at least one stanza.
+    raw = read_exact(source, HEADER_SIZE + 2)
+    if len(raw) < HEADER_SIZE + 2 or raw[:4] != MAGIC:
         raise IntegrityError()
     _, version, suite, segment_log2, reserved, object_id, key_id, _salt = _FIXED.unpack_from(raw)
     if version != BLOB_VERSION or suite != SUITE_AES256GCM_HKDF_SHA256:
         raise UnsupportedVersion("this result was written by an unknown blob format version")
     if reserved != 0 or not MIN_SEGMENT_LOG2 <= segment_log2 <= MAX_SEGMENT_LOG2:
         raise IntegrityError()
-    count = raw[HEADER_SIZE]
+    count, kind_len = raw[HEADER_SIZE], raw[HEADER_SIZE + 1]
     if not 1 <= count <= MAX_STANZAS:
         raise IntegrityError()
     stanzas = []
-    for _ in range(count):
-        head = read_exact(source, 1)
-        if len(head) != 1 or not 1 <= head[0] <= MAX_KIND_LEN:
+    for index in range(count):
+        if not 1 <= kind_len <= MAX_KIND_LEN:
             raise IntegrityError()
-        kind_and_len = read_exact(source, head[0] + 2)
-        if len(kind_and_len) != head[0] + 2:
+        kind_and_len = read_exact(source, kind_len + 2)
+        if len(kind_and_len) != kind_len + 2:
             raise IntegrityError()
-        (wrapped_len,) = struct.unpack(">H", kind_and_len[-2:])
-        wrapped = read_exact(source, wrapped_len)
-        if not 1 <= wrapped_len <= MAX_WRAPPED_LEN or len(wrapped) != wrapped_len:
+        wrapped_len = int.from_bytes(kind_and_len[-2:], "big")
+        if not 1 <= wrapped_len <= MAX_WRAPPED_LEN:
             raise IntegrityError()
+        more = 1 if index + 1 < count else 0
+        wrapped = read_exact(source, wrapped_len + more)
+        if len(wrapped) != wrapped_len + more:
+            raise IntegrityError()
+        if more:
+            kind_len, wrapped = wrapped[-1], wrapped[:-1]
         try:
             kind = kind_and_len[:-2].decode("ascii")
         except UnicodeDecodeError:
             raise IntegrityError() from None
-        stanzas.append(Stanza(kind, wrapped))
-    fixed = raw[:HEADER_SIZE]
+        stanzas.append(Stanza(kind, bytes(wrapped)))
+    fixed = bytes(raw[:HEADER_SIZE])
     return BlobHeader(object_id, key_id, segment_log2, fixed[FIXED_SIZE:], fixed, tuple(stanzas))
 
 

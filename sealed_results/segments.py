@@ -119,10 +119,14 @@ class _Segments:
         )
         self._size = step if length is None else min(step, length)
         self._buffer: bytearray | None = None
+        self._eof = False  # a read came back empty: the stream has ended
 
     def next(self) -> bytes | memoryview:
         if self._readinto is None:
-            return read_exact(self._source, self._step)
+            data = read_exact(self._source, self._step)
+            # read_exact returns fewer bytes only once a read came back empty.
+            self._eof = len(data) < self._step
+            return data
         if self._buffer is None:
             # Only full-segment buffers are kept as spares: keyed by size, buffers of the
             # many sizes of small blobs would pile up there.
@@ -130,12 +134,18 @@ class _Segments:
             self._buffer = _SPARES.take(self._size) if full else bytearray(self._size)
         view = memoryview(self._buffer)[: self._size]
         got = 0
-        while got < self._size and (n := self._readinto(view[got:])):
+        while got < self._size:
+            n = self._readinto(view[got:])
+            if not n:
+                self._eof = True
+                break
             got += n
         return view[:got]
 
     def at_end(self) -> bool:
-        return not read_exact(self._source, 1)
+        """Whether the stream ends here (a final segment must end the object). After a short
+        segment the empty read that ended it already said so: no further read is needed."""
+        return self._eof or not read_exact(self._source, 1)
 
     def release(self) -> None:
         """Done reading: the buffer goes back to the spares (no segment returned is used)."""
@@ -144,19 +154,22 @@ class _Segments:
         self._buffer = None
 
 
-class BlobWriter(io.RawIOBase):
+class BlobWriter:
     """Encrypts what is written to it into ``sink``, one segment at a time (bounded memory).
 
     ``close()`` writes the final segment; a writer that is never closed leaves a blob that no
     reader accepts, which is the point: an interrupted write cannot pass for a whole one.
+    A plain class, not an ``io.RawIOBase``: it is made once per blob, and the io machinery
+    cost more than all its own bookkeeping for a small blob.
     """
 
+    __slots__ = ("_aad", "_aead", "_buf", "_fill", "_index", "_out", "_sink", "_size", "closed")
+
     def __init__(self, sink: BinaryIO, header: BlobHeader, payload_key: bytes) -> None:
-        super().__init__()
         self._sink = sink
         self._aead = AESGCM(payload_key)
         self._aad = header.fixed
-        self._size = header.segment_size
+        self._size = 1 << header.segment_log2
         # A partial segment waits in _buf[:_fill]. _buf only ever grows (to one segment at
         # most); the ciphertext buffer _out is taken from the spares on the first full
         # segment, so a small blob never pays for a 1 MiB buffer and a large one reuses one.
@@ -164,10 +177,17 @@ class BlobWriter(io.RawIOBase):
         self._fill = 0
         self._out: bytearray | None = None
         self._index = 0
+        self.closed = False
         sink.write(header.encode())
 
     def writable(self) -> bool:
         return True
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _emit(self, plaintext: bytes | bytearray | memoryview, final: bool) -> None:
         nonce = _segment_nonce(self._index, final)
@@ -180,7 +200,7 @@ class BlobWriter(io.RawIOBase):
             self._sink.write(self._aead.encrypt(nonce, plaintext, self._aad))
         self._index += 1
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         if self.closed:
             raise ValueError("write to a closed BlobWriter")
         view = memoryview(data).cast("B")
@@ -204,10 +224,10 @@ class BlobWriter(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
+            self.closed = True
             self._emit(memoryview(self._buf)[: self._fill], final=True)
             _SPARES.give(self._out)
             self._buf, self._fill, self._out = bytearray(), 0, None
-        super().close()
 
 
 class BlobReader(io.RawIOBase):
@@ -219,11 +239,12 @@ class BlobReader(io.RawIOBase):
 
     def __init__(self, source: ByteSource, header: BlobHeader, payload_key: bytes) -> None:
         super().__init__()
+        size = 1 << header.segment_log2
         self._source = source
-        self._segments = _Segments(source, header.segment_size + TAG_SIZE)
+        self._segments = _Segments(source, size + TAG_SIZE)
         self._aead = AESGCM(payload_key)
         self._aad = header.fixed
-        self._size = header.segment_size
+        self._size = size
         self._index = 0
         self._done = False
         self._plain = memoryview(b"")  # what is left of the last segment, not yet read
@@ -391,10 +412,12 @@ def decrypt_split(
         with buffer.getbuffer() as out:
             out[: size - at] = first[at:]
             for index in range(1, count):
-                data, start = chunk(index), index * size - at
+                segment, start = chunk(index), index * size - at
                 nonce = _segment_nonce(index, index == count - 1)
                 # No name may keep a slice of ``out`` past the loop: it would pin it.
-                _decrypt_into(aead, nonce, data, aad, out[start : start + len(data) - TAG_SIZE])
+                _decrypt_into(
+                    aead, nonce, segment, aad, out[start : start + len(segment) - TAG_SIZE]
+                )
         rest = buffer.getvalue()
         if not segments.at_end():
             raise IntegrityError()

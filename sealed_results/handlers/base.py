@@ -50,6 +50,9 @@ from sealed_results.token import TokenCodec
 __all__ = ["ResultHandler"]
 
 KEYSET_NAME = keyset_mod.KEYSET_NAME
+# Payloads below this size are sealed in memory and stored in one call (one AES-GCM call, no
+# stream): most results are small. Larger ones stream, so they are never held twice.
+_SMALL_PAYLOAD = 1 << 16
 
 
 def object_name(object_id: bytes) -> str:
@@ -203,7 +206,7 @@ class ResultHandler(abc.ABC):
         object_id = os.urandom(16)
         name = object_name(object_id)
         size = sum(len(part) for part in parts)
-        if size < 1 << self._segment_log2:
+        if size < _SMALL_PAYLOAD and size < 1 << self._segment_log2:
             commitment = self._seal_small(name, object_id, b"".join(parts))
         else:
             commitment = self._seal_into(name, object_id, parts, size)

@@ -25,7 +25,7 @@ KEY_ID_SIZE = 16
 __all__ = ["DATA_KEY_SIZE", "KEY_ID_SIZE", "DataKey", "KeyProvider", "Stanza"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stanza:
     """One wrapping of a data key, as stored in a blob header: the provider kind and its bytes."""
 
@@ -33,7 +33,7 @@ class Stanza:
     wrapped: bytes = field(repr=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DataKey:
     """A plaintext data key with the stanzas that wrap it. Never logged: repr shows no bytes."""
 
