@@ -31,7 +31,7 @@ from benchmarks._common import GiB, KiB, MiB, parse_size, progress
 
 # Not resolve(): the suite may be symlinked into another checkout to measure that one.
 REPO = Path(os.path.abspath(__file__)).parent.parent
-SECTIONS = ("crypto", "e2e", "small", "memory")
+SECTIONS = ("crypto", "e2e", "small", "memory", "breakdown")
 FULL_SIZES = [KiB, MiB, 64 * MiB, GiB]
 QUICK_SIZES = [KiB, MiB, 64 * MiB]
 
@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run_section(section: str, args: argparse.Namespace) -> Any:
     """One section's results, measured in this process."""
-    from benchmarks import bench_crypto, bench_e2e, bench_memory, bench_small
+    from benchmarks import bench_breakdown, bench_crypto, bench_e2e, bench_memory, bench_small
     from sealed_results.keyproviders.local import LocalKeyring, create_keyring
 
     timing = {"rounds": args.rounds, "min_time": args.min_time}
@@ -99,6 +99,9 @@ def run_section(section: str, args: argparse.Namespace) -> Any:
             return bench_small.run(
                 keyring_path, **timing, writes=args.writes, workdir=args.dir, log=progress
             )
+        if section == "breakdown":
+            number = max(200, int(args.min_time * 5000))  # 1,000 samples per step in a full run
+            return bench_breakdown.run(keyring_path, number=number, workdir=args.dir, log=progress)
         return bench_memory.run(args.memory_size, keyring_path, workdir=args.dir, log=progress)
 
 

@@ -105,19 +105,18 @@ def read_exact(source: ByteSource, n: int) -> bytes:
 class _Segments:
     """A blob body read from a stream one segment (``step`` bytes, fewer at the end) at a time.
 
-    Where the stream has ``readinto``, every segment lands in one reused buffer (``length``,
-    the body's length when known, keeps it small for a small blob): a fresh buffer per segment
-    means fresh pages, and first-touch page faults can cost more than AES-GCM itself. A segment
-    returned is valid until the next call.
+    Where the stream has ``readinto``, every segment lands in one reused full-segment buffer
+    (small blobs never come here: ``decrypt_split`` reads them whole): a fresh buffer per
+    segment means fresh pages, and first-touch page faults can cost more than AES-GCM itself.
+    A segment returned is valid until the next call.
     """
 
-    def __init__(self, source: ByteSource, step: int, length: int | None = None) -> None:
+    def __init__(self, source: ByteSource, step: int) -> None:
         self._source = source
         self._step = step
         self._readinto: Callable[[memoryview], int | None] | None = getattr(
             source, "readinto", None
         )
-        self._size = step if length is None else min(step, length)
         self._buffer: bytearray | None = None
         self._eof = False  # a read came back empty: the stream has ended
 
@@ -128,13 +127,10 @@ class _Segments:
             self._eof = len(data) < self._step
             return data
         if self._buffer is None:
-            # Only full-segment buffers are kept as spares: keyed by size, buffers of the
-            # many sizes of small blobs would pile up there.
-            full = self._size == self._step
-            self._buffer = _SPARES.take(self._size) if full else bytearray(self._size)
-        view = memoryview(self._buffer)[: self._size]
+            self._buffer = _SPARES.take(self._step)
+        view = memoryview(self._buffer)
         got = 0
-        while got < self._size:
+        while got < self._step:
             n = self._readinto(view[got:])
             if not n:
                 self._eof = True
@@ -149,8 +145,7 @@ class _Segments:
 
     def release(self) -> None:
         """Done reading: the buffer goes back to the spares (no segment returned is used)."""
-        if self._buffer is not None and len(self._buffer) == self._step:
-            _SPARES.give(self._buffer)
+        _SPARES.give(self._buffer)
         self._buffer = None
 
 
@@ -389,7 +384,7 @@ def decrypt_split(
             raise IntegrityError() from None
         at = min(max(cut(whole, plain_len), 0), len(whole))
         return whole[:at], whole[at:]
-    segments = _Segments(source, step, length)
+    segments = _Segments(source, step)
 
     def chunk(index: int) -> bytes | memoryview:
         data = segments.next()

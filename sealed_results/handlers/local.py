@@ -88,20 +88,21 @@ class LocalHandler(FsspecHandler):
                     os.unlink(tmp)
 
     def _create_object(self, name: str, data: bytes) -> None:
-        # The path of every small result: raw syscalls, no file object (the same steps as
-        # _create, which a small write would spend more time setting up than writing).
-        with self._errors():
-            fd = self._in_root(self._open_unnamed)
-        if fd is None:
-            super()._create_object(name, data)
-            return
+        # The path of every small result: the steps of _create as bare syscalls, with no file
+        # object or context manager, which cost more than the write itself for a small blob.
         path = self._path(name)
         try:
-            with self._errors():
+            fd = self._in_root(self._open_unnamed)
+            if fd is None:
+                super()._create_object(name, data)
+                return
+            try:
                 _write_all(fd, data)
                 os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd)
-        finally:
-            os.close(fd)
+            finally:
+                os.close(fd)
+        except Exception as exc:
+            self._raise_ours(exc)
 
     def _replace(self, name: str, data: bytes) -> None:
         with self._errors():
