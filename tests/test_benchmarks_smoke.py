@@ -24,7 +24,7 @@ def test_every_section_runs_and_renders(tmp_path: Path) -> None:
     )  # fmt: skip
     results = run(args)
 
-    assert set(results) >= {"machine", "crypto", "e2e", "small", "memory", "targets"}
+    assert set(results) >= {"machine", "crypto", "e2e", "small", "memory", "breakdown", "targets"}
     for size in ("1024", str(70 << 10)):
         crypto = results["crypto"]["sizes"][size]
         assert {"encrypt", "decrypt"} <= set(crypto)
@@ -38,12 +38,18 @@ def test_every_section_runs_and_renders(tmp_path: Path) -> None:
     assert results["e2e"]["gil"]["one_thread_mib_s"] > 0
     assert results["small"]["pairs"]["disk"]
     assert results["memory"]["read"]["ok"]
+    blob_steps = results["breakdown"]["blob"]["rows"]
+    assert all(row["warm_us"] > 0 and row["cold_us"] > 0 for row in blob_steps.values())
+    pair = results["breakdown"]["pair"]["disk"]
+    assert pair["pair_us"] > 0 and pair["plain_us"] > 0
+    assert pair["sum_us"] == sum(pair["rows"].values())
     trips = results["small"]["roundtrips"]
     assert "missing" in trips or set(trips) == {"on", "off"}
 
     text = report.markdown(results)
     assert "| raw AES-256-GCM" in text and "### Targets" in text
     assert f"| {RAW_ONE_SHOT} |" in text and "cost over plain files" in text
+    assert "### Where the time goes" in text and "| measured write+read pair |" in text
     old = json.loads(json.dumps(results))  # JSON from before the one-shot row still renders
     for entry in old["crypto"]["sizes"].values():
         for rows in (entry["encrypt"], entry["decrypt"]):
