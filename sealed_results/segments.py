@@ -116,51 +116,36 @@ def read_exact(source: ByteSource, n: int) -> bytes:
     return b"".join(parts)
 
 
-class _Segments:
-    """A blob body read from a stream one segment (``step`` bytes, fewer at the end) at a time.
+def _read_segment(
+    source: ByteSource,
+    readinto: Callable[[memoryview], int | None] | None,
+    buffer: bytearray | None,
+    step: int,
+) -> tuple[bytes | memoryview, bool]:
+    """The next segment of a blob body: ``step`` bytes, fewer only where the stream ends, and
+    whether a read came back empty (the stream has ended: no further read need check).
 
-    Where the stream has ``readinto``, every segment lands in one reused full-segment buffer
-    (small blobs never come here: ``decrypt_split`` reads them whole): a fresh buffer per
+    Where the stream has ``readinto`` the segment lands in ``buffer``, one reused full-segment
+    spare (small blobs never come here: ``decrypt_split`` reads them whole); a fresh buffer per
     segment means fresh pages, and first-touch page faults can cost more than AES-GCM itself.
-    A segment returned is valid until the next call.
+    The view returned is valid until the next call.
     """
+    if readinto is None or buffer is None:
+        data = read_exact(source, step)
+        return data, len(data) < step  # read_exact stops short only after an empty read
+    view = memoryview(buffer)
+    got = 0
+    while got < step:
+        n = readinto(view[got:])
+        if not n:
+            return view[:got], True
+        got += n
+    return view, False
 
-    def __init__(self, source: ByteSource, step: int) -> None:
-        self._source = source
-        self._step = step
-        self._readinto: Callable[[memoryview], int | None] | None = getattr(
-            source, "readinto", None
-        )
-        self._buffer: bytearray | None = None
-        self._eof = False  # a read came back empty: the stream has ended
 
-    def next(self) -> bytes | memoryview:
-        if self._readinto is None:
-            data = read_exact(self._source, self._step)
-            # read_exact returns fewer bytes only once a read came back empty.
-            self._eof = len(data) < self._step
-            return data
-        if self._buffer is None:
-            self._buffer = _SPARES.take(self._step)
-        view = memoryview(self._buffer)
-        got = 0
-        while got < self._step:
-            n = self._readinto(view[got:])
-            if not n:
-                self._eof = True
-                break
-            got += n
-        return view[:got]
-
-    def at_end(self) -> bool:
-        """Whether the stream ends here (a final segment must end the object). After a short
-        segment the empty read that ended it already said so: no further read is needed."""
-        return self._eof or not read_exact(self._source, 1)
-
-    def release(self) -> None:
-        """Done reading: the buffer goes back to the spares (no segment returned is used)."""
-        _SPARES.give(self._buffer)
-        self._buffer = None
+def _ends_here(source: ByteSource, eof: bool) -> bool:
+    """Whether the stream ends after the final segment (it must end the object)."""
+    return eof or not read_exact(source, 1)
 
 
 class BlobWriter:
@@ -243,9 +228,7 @@ class BlobReader(io.RawIOBase):
     """A readable file object over a blob's segments that only ever yields authenticated bytes.
 
     A segment is released only after its tag verifies; a missing final segment, trailing bytes
-    or a reordered segment raise IntegrityError from ``read``. Segments are read as
-    ``_Segments`` does, inlined here: one reader per blob, and at 1 MiB its fixed work is
-    measured against ~100 µs of AES-GCM (benchmarks, ``breakdown``).
+    or a reordered segment raise IntegrityError from ``read``.
     """
 
     def __init__(self, source: ByteSource, header: BlobHeader, payload_key: bytes) -> None:
@@ -268,25 +251,11 @@ class BlobReader(io.RawIOBase):
         return True
 
     def _next(self) -> bytes | memoryview:
-        """The next segment's ciphertext (shorter than a full one only at the end of the
-        stream), valid until the next call."""
         step = self._size + TAG_SIZE
-        readinto = self._readinto
-        if readinto is None:
-            data = read_exact(self._source, step)
-            self._eof = len(data) < step  # read_exact stops short only after an empty read
-            return data
-        if self._buffer is None:
+        if self._buffer is None and self._readinto is not None:
             self._buffer = _SPARES.take(step)
-        view = memoryview(self._buffer)
-        got = 0
-        while got < step:
-            n = readinto(view[got:])
-            if not n:
-                self._eof = True
-                break
-            got += n
-        return view[:got]
+        chunk, self._eof = _read_segment(self._source, self._readinto, self._buffer, step)
+        return chunk
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
@@ -321,9 +290,7 @@ class BlobReader(io.RawIOBase):
             self._index += 1
             if final:
                 self._done = True
-                # The final segment must end the object. After a short segment the empty
-                # read that ended it already said so; otherwise one more read tells.
-                if not (self._eof or not read_exact(self._source, 1)):
+                if not _ends_here(self._source, self._eof):
                     raise IntegrityError()
                 self._release()
         except BaseException as exc:
@@ -432,10 +399,13 @@ def decrypt_split(
             raise IntegrityError() from None
         at = min(max(cut(whole, plain_len), 0), len(whole))
         return whole[:at], whole[at:]
-    segments = _Segments(source, step)
+    readinto: Callable[[memoryview], int | None] | None = getattr(source, "readinto", None)
+    segment_buffer = _SPARES.take(step) if readinto is not None else None
+    eof = False
 
     def chunk(index: int) -> bytes | memoryview:
-        data = segments.next()
+        nonlocal eof
+        data, eof = _read_segment(source, readinto, segment_buffer, step)
         if len(data) != min(step, length - index * step):  # the object changed under us
             raise IntegrityError()
         return data
@@ -462,12 +432,12 @@ def decrypt_split(
                     aead, nonce, segment, aad, out[start : start + len(segment) - TAG_SIZE]
                 )
         rest = buffer.getvalue()
-        if not segments.at_end():
+        if not _ends_here(source, eof):
             raise IntegrityError()
     except InvalidTag:
         raise IntegrityError() from None
     finally:
         first.release()  # no view of the spare may outlive handing it back
-        segments.release()
+        _SPARES.give(segment_buffer)
         _SPARES.give(spare)
     return head, rest

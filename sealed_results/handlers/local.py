@@ -118,7 +118,7 @@ class LocalHandler(FsspecHandler):
 
     # Reads use plain files: fsspec's file object adds syscalls and layers of Python to every
     # read, which is most of the cost of reading a small result, and it has no readinto, which
-    # lets a large one stream through one reused buffer (segments._Segments).
+    # lets a large one stream through one reused buffer (segments._read_segment).
     def _read_bytes(self, name: str) -> bytes:
         path = self._path(name)
         return self._run(lambda: _read_file(path), what="read")
