@@ -284,9 +284,8 @@ class BlobReader(io.RawIOBase):
         ``decrypt_into`` leaves unauthenticated plaintext there when the tag does not match,
         and ``target`` may be the caller's buffer."""
         final = len(chunk) < self._size + TAG_SIZE
-        nonce = self._index.to_bytes(11, "big") + (b"\x01" if final else b"\x00")
         try:
-            _decrypt_into(self._aead, nonce, chunk, self._aad, target)
+            _decrypt_into(self._aead, _segment_nonce(self._index, final), chunk, self._aad, target)
             self._index += 1
             if final:
                 self._done = True

@@ -51,8 +51,9 @@ __all__ = ["ResultHandler"]
 
 KEYSET_NAME = keyset_mod.KEYSET_NAME
 # Payloads below this size are sealed in memory and stored in one call (one AES-GCM call, no
-# stream): most results are small. Larger ones stream, so they are never held twice.
-_SMALL_PAYLOAD = 1 << 16
+# stream): most results are small. Larger ones stream, so they are never held twice. It is the
+# smallest segment size, so a small payload is always one (final) segment.
+_SMALL_PAYLOAD = 1 << MIN_SEGMENT_LOG2
 
 
 def object_name(object_id: bytes) -> str:
@@ -206,7 +207,7 @@ class ResultHandler(abc.ABC):
         object_id = os.urandom(16)
         name = object_name(object_id)
         size = sum(len(part) for part in parts)
-        if size < _SMALL_PAYLOAD and size < 1 << self._segment_log2:
+        if size < _SMALL_PAYLOAD:
             commitment = self._seal_small(name, object_id, b"".join(parts))
         else:
             commitment = self._seal_into(name, object_id, parts, size)
