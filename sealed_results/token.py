@@ -41,6 +41,10 @@ class TokenCodec:
             raise ValueError("token keys are 32 bytes and there is at least one")
         self._aeads = [AESGCM(k) for k in keys]
 
+    @property
+    def key_count(self) -> int:
+        return len(self._aeads)
+
     def seal(self, object_id: bytes, commitment: bytes, *, nonce: bytes | None = None) -> str:
         """``nonce`` is a test seam; random 96-bit nonces bound a token key to ~2**32 tokens."""
         if len(object_id) != 16 or len(commitment) != 32:

@@ -150,6 +150,20 @@ class ResultHandler(abc.ABC):
         """The key provider that wraps this handler's data keys (for checks like ``doctor``)."""
         return self._keyprovider
 
+    # -- inventory (public: doctor and maintenance use these) --------------------------------
+    def list_objects(self) -> Iterator[str]:
+        """Names of the stored results under the root (the keyset and temporary files are not
+        listed). A name is an opaque reference: it says nothing of the value or the task."""
+        return (name for name in self._list_names() if is_object_name(name))
+
+    def keyset_exists(self) -> bool:
+        """Whether the root holds a token keyset yet (one is made on first write)."""
+        return self._exists(KEYSET_NAME)
+
+    def open_keyset(self) -> int:
+        """Load (or, in an empty root, create) the token keyset; the number of token keys."""
+        return self._tokens().key_count
+
     # -- tokens ------------------------------------------------------------------------------
     def _tokens(self) -> TokenCodec:
         codec = self._codec
