@@ -5,13 +5,16 @@ kp = sr.keyproviders.LocalKeyring("keys.json")
 h = sr.handlers.LocalHandler(root="./results", keyprovider=kp)
 token = h.write({"rows": 3})      # safe to hand to any orchestrator
 h.read(token)                     # -> {"rows": 3}
+
+Public modules: ``handlers``, ``keyproviders``, ``stores``, ``serializers``, ``format``,
+``errors``, ``config``, ``plugins``, ``testing``; docs/architecture.md shows the layers.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from sealed_results import handlers, keyproviders
+from sealed_results import handlers, keyproviders, stores
+from sealed_results._lazy import lazy_attributes
+from sealed_results._version import __version__
 from sealed_results.errors import (
     ConfigError,
     IntegrityError,
@@ -25,10 +28,14 @@ from sealed_results.errors import (
 )
 from sealed_results.handlers.base import ResultHandler
 from sealed_results.keyproviders.base import KeyProvider
+from sealed_results.keyproviders.materials import KeyMaterials
+from sealed_results.serializers import Serializer
+from sealed_results.stores.base import Store
 
 __all__ = [
     "ConfigError",
     "IntegrityError",
+    "KeyMaterials",
     "KeyProvider",
     "KeyProviderError",
     "PluginNotFound",
@@ -36,24 +43,19 @@ __all__ = [
     "ResultNotFound",
     "SealedResultsError",
     "SerializationError",
+    "Serializer",
     "StorageError",
+    "Store",
     "UnsupportedVersion",
+    "__version__",
     "from_profile",
     "handler",
     "handlers",
     "keyproviders",
+    "stores",
 ]
 
-_LAZY = {"handler": "sealed_results.plugins", "from_profile": "sealed_results.config"}
-
-
-def __getattr__(name: str) -> Any:
-    # Plugin discovery and config parsing load on first use: importing stays fast.
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)
-
-
-__version__ = "0.1.0"
+# Plugin discovery and config parsing load on first use: importing stays fast.
+__getattr__ = lazy_attributes(
+    __name__, {"handler": "sealed_results.plugins", "from_profile": "sealed_results.config"}
+)

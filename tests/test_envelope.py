@@ -9,18 +9,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sealed_results.envelope import (
+from sealed_results.errors import IntegrityError, UnsupportedVersion
+from sealed_results.format import (
+    DESCRIPTOR_SIZE,
     HEADER_SIZE,
     TAG_SIZE,
     BlobHeader,
     BlobReader,
     BlobWriter,
+    Stanza,
     open_blob,
+    open_descriptor,
+    read_exact,
     read_header,
     seal_blob,
+    seal_descriptor,
 )
-from sealed_results.errors import IntegrityError, UnsupportedVersion
-from sealed_results.keyproviders.base import Stanza
 
 SEG = 1 << 16
 DK, OID, KID = os.urandom(32), os.urandom(16), os.urandom(16)
@@ -32,13 +36,26 @@ def seal(payload: bytes, **kw: object) -> bytes:
 
 
 def unseal(blob: bytes, data_key: bytes = DK, object_id: bytes = OID) -> bytes:
-    return bytes(open_blob(blob, lambda key_id, stanzas: data_key, object_id=object_id))
+    return open_blob(blob, lambda key_id, stanzas: data_key, object_id=object_id)[1]
+
+
+def make_reader(source: io.BytesIO, header: BlobHeader, payload_key: bytes) -> BlobReader:
+    """The stream reader after the descriptor, as ``ResultHandler.open`` builds it."""
+    cipher = header.cipher(payload_key)
+    open_descriptor(cipher, read_exact(source, DESCRIPTOR_SIZE))
+    return BlobReader(source, cipher)
+
+
+def make_writer(sink: io.BytesIO, header: BlobHeader, payload_key: bytes) -> BlobWriter:
+    cipher = header.cipher(payload_key)
+    sink.write(header.encode() + seal_descriptor(cipher, "bytes"))
+    return BlobWriter(sink, cipher)
 
 
 def stream_unseal(blob: bytes, data_key: bytes = DK) -> bytes:
     source = io.BytesIO(blob)
     header = read_header(source)
-    return BlobReader(source, header, header.payload_key(data_key)).read()
+    return make_reader(source, header, header.payload_key(data_key)).read()
 
 
 SIZES = [0, 1, SEG - 1, SEG, SEG + 1, 2 * SEG, 3 * SEG + 7]
@@ -52,7 +69,7 @@ def test_round_trip_at_segment_edges(size: int) -> None:
     assert stream_unseal(blob) == payload
     # Non-final segments are full; the final one is shorter (maybe empty), so its length says so.
     segments = size // SEG + 1
-    assert len(blob) == HEADER_SIZE + 1 + 1 + 5 + 2 + 57 + size + segments * TAG_SIZE
+    assert len(blob) == HEADER_SIZE + 1 + 1 + 5 + 2 + 57 + DESCRIPTOR_SIZE + size + segments * TAG_SIZE
 
 
 @settings(max_examples=40, deadline=None)
@@ -60,7 +77,7 @@ def test_round_trip_at_segment_edges(size: int) -> None:
 def test_writer_is_independent_of_write_boundaries(chunks: list[bytes]) -> None:
     header, payload_key = BlobHeader.new(DK, OID, KID, STANZAS, segment_log2=16, salt=b"s" * 32)
     sink = io.BytesIO()
-    writer = BlobWriter(sink, header, payload_key)
+    writer = make_writer(sink, header, payload_key)
     for chunk in chunks:
         writer.write(chunk)
     writer.close()
@@ -71,7 +88,7 @@ def test_reader_small_reads_yield_the_same_bytes() -> None:
     payload = os.urandom(2 * SEG + 99)
     source = io.BytesIO(seal(payload))
     header = read_header(source)
-    reader = BlobReader(source, header, header.payload_key(DK))
+    reader = make_reader(source, header, header.payload_key(DK))
     out = bytearray()
     while chunk := reader.read(777):
         out += chunk
@@ -128,7 +145,7 @@ def test_streaming_reader_releases_nothing_from_a_bad_segment() -> None:
     blob[-1] ^= 1  # last (empty, final) segment's tag
     source = io.BytesIO(bytes(blob))
     header = read_header(source)
-    reader = BlobReader(source, header, header.payload_key(DK))
+    reader = make_reader(source, header, header.payload_key(DK))
     released = bytearray()
     with pytest.raises(IntegrityError):
         while chunk := reader.read(SEG):

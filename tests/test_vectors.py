@@ -15,10 +15,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from sealed_results.envelope import open_blob, seal_blob
-from sealed_results.keyproviders.base import Stanza
+from sealed_results.format import Stanza, TokenCodec, open_blob, seal_blob
 from sealed_results.keyproviders.local import LocalKeyring
-from sealed_results.token import TokenCodec
 from tests.vectors.make_vectors import pattern
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -36,6 +34,7 @@ def _blob_from(vector: dict) -> bytes:  # type: ignore[type-arg]
         key_id=bytes.fromhex(vector["key_id"]),
         salt=bytes.fromhex(vector["salt"]),
         segment_log2=vector["segment_log2"],
+        serializer=vector["serializer"],
     )
 
 
@@ -53,15 +52,16 @@ def test_blob_vector_byte_for_byte(vector: dict) -> None:  # type: ignore[type-a
 @pytest.mark.parametrize("vector", BLOBS, ids=[v["name"] for v in BLOBS])
 def test_blob_vector_opens(vector: dict) -> None:  # type: ignore[type-arg]
     blob = _blob_from(vector)
-    payload = open_blob(
+    serializer, payload = open_blob(
         blob,
         lambda key_id, stanzas: bytes.fromhex(vector["data_key"]),
         object_id=bytes.fromhex(vector["object_id"]),
     )
+    assert serializer == vector["serializer"]
     assert hashlib.sha256(payload).hexdigest() == vector["payload_sha256"]
 
 
-def spec_reader(blob: bytes, data_key: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
+def spec_reader(blob: bytes, data_key: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
     """docs/format.md, section "Blob format v1", implemented from the page alone."""
     magic, version, suite, log2, reserved = struct.unpack_from(">4sBBBB", blob)
     assert (magic, version, suite, reserved) == (b"\xf0SRB", 1, 1, 0)
@@ -77,7 +77,12 @@ def spec_reader(blob: bytes, data_key: bytes) -> tuple[bytes, list[tuple[str, by
         start = pos + 3 + kind_len
         stanzas.append((kind, blob[start : start + wrapped_len]))
         pos = start + wrapped_len
-    size, aead, plain, index = 1 << log2, AESGCM(keys[:32]), b"", 0
+    aead = AESGCM(keys[:32])
+    descriptor = aead.decrypt(bytes(11) + b"\x02", blob[pos : pos + 81], blob[:104])
+    name = descriptor[1 : 1 + descriptor[0]].decode("ascii")
+    assert len(descriptor) == 65 and not any(descriptor[1 + descriptor[0] :])
+    pos += 81
+    size, plain, index = 1 << log2, b"", 0
     while True:
         chunk = blob[pos : pos + size + 16]
         final = len(chunk) < size + 16
@@ -86,12 +91,13 @@ def spec_reader(blob: bytes, data_key: bytes) -> tuple[bytes, list[tuple[str, by
         pos, index = pos + len(chunk), index + 1
         if final:
             assert pos == len(blob)
-            return plain, stanzas
+            return name, plain, stanzas
 
 
 @pytest.mark.parametrize("vector", BLOBS, ids=[v["name"] for v in BLOBS])
 def test_blob_vector_matches_the_page(vector: dict) -> None:  # type: ignore[type-arg]
-    plain, stanzas = spec_reader(_blob_from(vector), bytes.fromhex(vector["data_key"]))
+    name, plain, stanzas = spec_reader(_blob_from(vector), bytes.fromhex(vector["data_key"]))
+    assert name == vector["serializer"]
     assert plain == pattern(vector["payload_length"], vector["payload_seed"])
     assert [(k, w.hex()) for k, w in stanzas] == [
         (s["kind"], s["wrapped"]) for s in vector["stanzas"]

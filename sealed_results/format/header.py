@@ -1,9 +1,10 @@
-"""Blob format v1: a committed, segmented AES-256-GCM envelope (docs/format.md).
+"""Blob format v1: the header of a committed, segmented AES-256-GCM envelope (docs/format.md).
 
     fixed header (104 bytes)  magic, version, suite, segment size, object id, key id, salt,
                               key commitment
     key section               the wrapped data key, once per key provider (stanzas)
-    segments                  AES-256-GCM, STREAM-style: nonce = 11-byte counter || final flag
+    descriptor (81 bytes)     the serializer's name, sealed (format.payload)
+    segments                  AES-256-GCM, STREAM-style (format.segments)
 
 Why this shape:
 - The payload key and a 32-byte key commitment both come from HKDF-SHA256 over the data key
@@ -12,8 +13,6 @@ Why this shape:
 - The key section sits outside the derivation so rotation can rewrap data keys (even inside
   Vault, without the plaintext key) and keep the payload bytes. Each stanza is an AEAD
   ciphertext of its own provider, bound to the key id, so it is authenticated where it is used.
-- The segments themselves (STREAM, buffer reuse) live in ``segments``; their names are
-  re-exported here, so this module is the one entry point of the format.
 
 This module is pure: bytes and file objects in, bytes out. It knows no storage and no provider.
 """
@@ -31,28 +30,34 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sealed_results.errors import IntegrityError, UnsupportedVersion
-from sealed_results.keyproviders.base import Stanza
-from sealed_results.segments import (
-    TAG_SIZE,
-    BlobReader,
-    BlobWriter,
+from sealed_results.format.payload import (
+    DESCRIPTOR_SIZE,
+    STREAM_SERIALIZER,
+    open_descriptor,
+    seal_descriptor,
+)
+from sealed_results.format.segments import (
     ByteSource,
-    decrypt_segments,
-    decrypt_split,
-    encrypt_segments,
+    SegmentCipher,
+    open_segments,
     read_exact,
+    seal_segments,
+)
+from sealed_results.format.stanza import (
+    MAX_KIND_LEN,
+    MAX_STANZAS,
+    MAX_WRAPPED_LEN,
+    Stanza,
+    encode_stanzas,
 )
 
 __all__ = [
     "BLOB_VERSION",
     "DEFAULT_SEGMENT_LOG2",
-    "TAG_SIZE",
+    "HEADER_SIZE",
+    "MAX_SEGMENT_LOG2",
+    "MIN_SEGMENT_LOG2",
     "BlobHeader",
-    "BlobReader",
-    "BlobWriter",
-    "decrypt_segments",
-    "decrypt_split",
-    "encrypt_segments",
     "open_blob",
     "read_header",
     "seal_blob",
@@ -63,9 +68,6 @@ BLOB_VERSION = 1
 SUITE_AES256GCM_HKDF_SHA256 = 1
 MIN_SEGMENT_LOG2, MAX_SEGMENT_LOG2 = 16, 20  # 64 KiB .. 1 MiB
 DEFAULT_SEGMENT_LOG2 = 20
-MAX_STANZAS = 16
-MAX_KIND_LEN = 32
-MAX_WRAPPED_LEN = 4096
 
 _FIXED = struct.Struct(">4sBBBB16s16s32s")  # everything before the commitment: 72 bytes
 FIXED_SIZE = _FIXED.size
@@ -77,18 +79,6 @@ def derive_keys(data_key: bytes, fixed: bytes) -> tuple[bytes, bytes]:
     """(payload key, key commitment) for a data key and the 72 fixed header bytes."""
     okm = HKDF(hashes.SHA256(), 64, salt=fixed[40:72], info=_KDF_INFO + fixed).derive(data_key)
     return okm[:32], okm[32:]
-
-
-def encode_stanzas(stanzas: tuple[Stanza, ...]) -> bytes:
-    if not 1 <= len(stanzas) <= MAX_STANZAS:
-        raise ValueError("a blob carries 1 to 16 key stanzas")
-    out = [bytes((len(stanzas),))]
-    for stanza in stanzas:
-        kind, wrapped = stanza.kind.encode("ascii"), stanza.wrapped
-        if not 1 <= len(kind) <= MAX_KIND_LEN or not 1 <= len(wrapped) <= MAX_WRAPPED_LEN:
-            raise ValueError("stanza kind or wrapped key has an invalid length")
-        out += (bytes((len(kind),)), kind, len(wrapped).to_bytes(2, "big"), wrapped)
-    return b"".join(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +143,10 @@ class BlobHeader:
             raise IntegrityError()
         return payload_key
 
+    def cipher(self, payload_key: bytes) -> SegmentCipher:
+        """The cipher of this blob's descriptor and segments."""
+        return SegmentCipher(payload_key, self.fixed, 1 << self.segment_log2)
+
 
 def read_header(source: ByteSource) -> BlobHeader:
     """Parse a header from the start of a stream. Malformed: IntegrityError; unknown version or
@@ -203,14 +197,16 @@ def seal_blob(
     *,
     object_id: bytes,
     key_id: bytes,
+    serializer: str = STREAM_SERIALIZER,
     segment_log2: int = DEFAULT_SEGMENT_LOG2,
     salt: bytes | None = None,
 ) -> bytes:
-    """Seal a payload into blob bytes in one call (tests, vectors and small payloads)."""
+    """Seal a payload into blob bytes in one call (tests, vectors, the keyset)."""
     header, payload_key = BlobHeader.new(
         data_key, object_id, key_id, stanzas, segment_log2=segment_log2, salt=salt
     )
-    return encrypt_segments(payload, header, payload_key, header.encode())
+    cipher = header.cipher(payload_key)
+    return seal_segments(payload, cipher, header.encode() + seal_descriptor(cipher, serializer))
 
 
 def open_blob(
@@ -218,11 +214,14 @@ def open_blob(
     unwrap: Callable[[bytes, tuple[Stanza, ...]], bytes],
     *,
     object_id: bytes,
-) -> bytearray:
-    """Verify and decrypt blob bytes; ``unwrap(key_id, stanzas)`` returns the data key."""
+) -> tuple[str, bytes]:
+    """Verify and decrypt blob bytes: ``(serializer name, payload)``. ``unwrap(key_id,
+    stanzas)`` returns the data key."""
     source = io.BytesIO(blob)
     header = read_header(source)
     if not hmac.compare_digest(header.object_id, object_id):
         raise IntegrityError()
-    payload_key = header.payload_key(unwrap(header.key_id, header.stanzas))
-    return decrypt_segments(memoryview(blob)[source.tell() :], header, payload_key)
+    cipher = header.cipher(header.payload_key(unwrap(header.key_id, header.stanzas)))
+    name = open_descriptor(cipher, read_exact(source, DESCRIPTOR_SIZE))
+    _, payload = open_segments(source, len(blob) - source.tell(), cipher)
+    return name, payload

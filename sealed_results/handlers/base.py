@@ -1,55 +1,57 @@
-"""ResultHandler: the public write/read API, built once over a few storage primitives.
+"""ResultHandler: the sealing pipeline, composed of a store, key materials and a serializer.
 
-Everything about formats and keys happens here, so a store (fsspec or not) only has to move
-bytes: create an object exclusively, read it, test, delete, replace and list. Object names are
-the hex of a random 128-bit object id and say nothing of the task, value or time; the token
-keyset lives beside them under the fixed name ``keyset``.
+Everything about formats and keys happens here, and the store only moves bytes through its
+public methods (``stores.base.Store``). Object names are the hex of a random 128-bit object id
+and say nothing of the task, value or time; the token keyset lives beside them under the fixed
+name ``keyset``. The named handlers (``LocalHandler``, ``S3Handler``...) are this class over one
+store class each: a handler plugin is a store plus a name.
 """
 
 from __future__ import annotations
 
-import abc
-import contextlib
 import hmac
 import io
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, ClassVar
 
-from sealed_results import keyset as keyset_mod
-from sealed_results.envelope import (
-    DEFAULT_SEGMENT_LOG2,
-    MAX_SEGMENT_LOG2,
-    MIN_SEGMENT_LOG2,
-    BlobHeader,
-    BlobReader,
-    BlobWriter,
-    decrypt_split,
-    encrypt_segments,
-    read_header,
-)
 from sealed_results.errors import (
     ConfigError,
     IntegrityError,
     SerializationError,
     StorageError,
 )
-from sealed_results.keyproviders.base import KeyProvider
-from sealed_results.payload import (
+from sealed_results.format import (
+    DEFAULT_SEGMENT_LOG2,
+    DESCRIPTOR_SIZE,
+    MAX_SEGMENT_LOG2,
+    MIN_SEGMENT_LOG2,
     STREAM_SERIALIZER,
-    dump_parts,
-    frame,
-    load_parts,
-    split_point,
-    unframe,
+    BlobHeader,
+    BlobReader,
+    BlobWriter,
+    SegmentCipher,
+    TokenCodec,
+    encode_stanzas,
+    open_descriptor,
+    open_segments,
+    read_exact,
+    read_header,
+    seal_descriptor,
+    seal_segments,
 )
-from sealed_results.serializers import BUILTIN_SERIALIZERS, Serializer
-from sealed_results.token import TokenCodec
+from sealed_results.handlers.keyset import KEYSET_NAME, KEYSET_OBJECT_ID, Keyset
+from sealed_results.keyproviders.base import KeyProvider
+from sealed_results.keyproviders.materials import KeyMaterials, as_materials
+from sealed_results.pickling import Rebuildable
+from sealed_results.serializers import Serializer, resolve
+from sealed_results.stores.base import Store
 
-__all__ = ["ResultHandler"]
+__all__ = ["KEYSET_NAME", "ResultHandler", "is_object_name", "object_name"]
 
-KEYSET_NAME = keyset_mod.KEYSET_NAME
+Buffer = bytes | bytearray | memoryview
+KeyProviderArg = KeyProvider | KeyMaterials | Sequence[KeyProvider | KeyMaterials]
 # Payloads below this size are sealed in memory and stored in one call (one AES-GCM call, no
 # stream): most results are small. Larger ones stream, so they are never held twice. It is the
 # smallest segment size, so a small payload is always one (final) segment.
@@ -64,101 +66,113 @@ def is_object_name(name: str) -> bool:
     return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
 
 
-class ResultHandler(abc.ABC):
+class ResultHandler(Rebuildable):
     """Encrypts results into a store and hands out opaque tokens.
 
     ``write(value) -> token`` and ``read(token) -> value``; ``write_stream``/``open`` for large
-    results in bounded memory. Thread-safe. Picklable without key material or credentials:
-    subclasses list what to pickle in ``_settings()`` and rebuild connections lazily.
+    results in bounded memory. Thread-safe. Picklable without key material or credentials.
+
+    ``root`` is where results live: a path or URL for the class's ``store_class`` (other
+    keyword arguments go to that store's constructor, e.g. ``storage_options``), or a ready
+    ``Store``. ``keyprovider`` is a key provider, key materials, or a list of providers that
+    all wrap every data key (any one opens it).
     """
 
-    name: ClassVar[str]
+    #: The plugin name (entry point ``sealed_results.handlers``) of a named handler.
+    name: ClassVar[str] = "store"
+    #: The store a named handler builds from ``root`` and the store's keyword arguments.
+    store_class: ClassVar[type[Store] | None] = None
 
     def __init__(
         self,
-        root: str,
-        keyprovider: KeyProvider | list[KeyProvider] | tuple[KeyProvider, ...],
+        root: str | Store,
+        keyprovider: KeyProviderArg,
         *,
         serializer: str | Serializer = "msgpack",
         allow_pickle: bool = False,
         segment_size: int = 1 << DEFAULT_SEGMENT_LOG2,
+        **store_options: Any,
     ) -> None:
-        if isinstance(keyprovider, list | tuple):
-            # Several providers wrap each data key; any one of them opens it (break-glass copy).
-            from sealed_results.keyproviders.multi import MultiKeyProvider
-
-            keyprovider = MultiKeyProvider(*keyprovider)
-        if not isinstance(keyprovider, KeyProvider):
-            raise ConfigError("keyprovider must be a KeyProvider instance or a list of them")
         log2 = segment_size.bit_length() - 1
         if segment_size != 1 << log2 or not MIN_SEGMENT_LOG2 <= log2 <= MAX_SEGMENT_LOG2:
             raise ConfigError("segment_size must be a power of two from 64 KiB to 1 MiB")
-        self._root = str(root)
-        self._keyprovider = keyprovider
-        self._serializer = _serializer(serializer)
+        self._store = self._build_store(root, store_options)
+        # Several providers in a list all wrap each data key; any one opens it (break-glass).
+        self._materials = as_materials(keyprovider)
+        self._serializer = resolve(serializer)
         if self._serializer.requires_opt_in:
             allow_pickle = True  # choosing pickle by name is the explicit opt-in
         self._allow_pickle = allow_pickle
         self._segment_log2 = log2
+        self._keyset = Keyset(self._store, self._materials)
         self._lock = threading.Lock()
         self._codec: TokenCodec | None = None
 
-    # -- storage primitives (names are relative to the root) ----------------------------------
-    @abc.abstractmethod
-    def _create(self, name: str) -> contextlib.AbstractContextManager[BinaryIO]:
-        """A writable file that becomes the object on clean exit, atomically and never over an
-        existing object (FileExistsError then); on error nothing readable is left."""
-
-    def _create_object(self, name: str, data: bytes) -> None:
-        """``_create`` for a whole object in memory (a small result); a store overrides it
-        where one call is cheaper than a file object."""
-        with self._create(name) as sink:
-            sink.write(data)
-
-    @abc.abstractmethod
-    def _read_bytes(self, name: str) -> bytes:
-        """The whole object; ResultNotFound if missing."""
-
-    def _read_body(self, name: str) -> tuple[BinaryIO, int]:
-        """The whole object as a stream, and its length, for ``read``. By default the object
-        is read into memory first (one request to a remote store); a store that can stream it
-        with a known length (local files) saves holding it twice."""
-        blob = self._read_bytes(name)
-        return io.BytesIO(blob), len(blob)
-
-    @abc.abstractmethod
-    def _open_read(self, name: str) -> BinaryIO:
-        """A readable stream of the object; ResultNotFound if missing."""
-
-    @abc.abstractmethod
-    def _exists(self, name: str) -> bool: ...
-
-    @abc.abstractmethod
-    def _delete(self, name: str) -> None:
-        """Remove the object; ResultNotFound if missing."""
-
-    @abc.abstractmethod
-    def _replace(self, name: str, data: bytes) -> None:
-        """Atomically replace (or create) an object: readers see the old or the new bytes."""
-
-    @abc.abstractmethod
-    def _list_names(self) -> Iterator[str]:
-        """Names of every object under the root (results and the keyset)."""
+    @classmethod
+    def _build_store(cls, root: str | Store, options: dict[str, Any]) -> Store:
+        if isinstance(root, Store):
+            if options:
+                raise ConfigError(f"unexpected argument {sorted(options)[0]!r} with a Store")
+            return root
+        if cls.store_class is None:
+            raise ConfigError(f"{cls.__name__} needs a Store instance as its root")
+        if not isinstance(root, str | os.PathLike):
+            raise ConfigError("root must be a path, a URL or a Store")
+        return cls.store_class(str(root), **options)
 
     @property
-    def keyprovider(self) -> KeyProvider:
-        """The key provider that wraps this handler's data keys (for checks like ``doctor``)."""
-        return self._keyprovider
+    def store(self) -> Store:
+        """Where the blobs live."""
+        return self._store
 
-    # -- inventory (public: doctor and maintenance use these) --------------------------------
+    @property
+    def materials(self) -> KeyMaterials:
+        """The key materials that wrap this handler's data keys."""
+        return self._materials
+
+    @property
+    def keyprovider(self) -> KeyMaterials:
+        """The same as ``materials`` (``.providers()`` lists the concrete key providers)."""
+        return self._materials
+
+    # -- inventory and key maintenance (public: doctor and maintenance use these) -------------
     def list_objects(self) -> Iterator[str]:
         """Names of the stored results under the root (the keyset and temporary files are not
         listed). A name is an opaque reference: it says nothing of the value or the task."""
-        return (name for name in self._list_names() if is_object_name(name))
+        return (name for name in self._store.list() if is_object_name(name))
+
+    def read_header(self, name: str) -> BlobHeader:
+        """The header of stored object ``name`` (a result or ``keyset``), without reading its
+        payload or asking a key provider. IntegrityError if it is not a blob of that name."""
+        source = self._store.open(name)
+        try:
+            header = read_header(source)
+        finally:
+            source.close()
+        if header.object_id != _object_id_of(name):
+            raise IntegrityError()
+        return header
+
+    def rewrap(self, name: str) -> bool:
+        """Rewrap the data key of stored object ``name`` under each provider's newest key
+        version, replacing only the key section, atomically (the rotation primitive). Payload
+        bytes, the object's name and every token stay as they are. False when nothing
+        changed (already current)."""
+        blob = self._store.get(name)
+        source = io.BytesIO(blob)
+        header = read_header(source)
+        if header.object_id != _object_id_of(name):
+            raise IntegrityError()
+        stanzas = self._materials.rewrap_stanzas(header.key_id, header.stanzas)
+        if stanzas == header.stanzas:
+            return False
+        rest = memoryview(blob)[source.tell() :]
+        self._store.replace(name, header.fixed + encode_stanzas(stanzas) + rest)
+        return True
 
     def keyset_exists(self) -> bool:
         """Whether the root holds a token keyset yet (one is made on first write)."""
-        return self._exists(KEYSET_NAME)
+        return self._keyset.exists()
 
     def open_keyset(self) -> int:
         """Load (or, in an empty root, create) the token keyset; the number of token keys."""
@@ -170,31 +184,37 @@ class ResultHandler(abc.ABC):
         if codec is None:
             with self._lock:
                 if self._codec is None:
-                    self._codec = TokenCodec(keyset_mod.load_or_create(self))
+                    self._codec = TokenCodec(self._keyset.load_or_create())
                 codec = self._codec
         return codec
 
     def rotate_token_keys(self) -> None:
         """Seal new tokens with a fresh token key; every earlier token stays readable."""
         with self._lock:
-            self._codec = TokenCodec(keyset_mod.add_key(self))
+            self._codec = TokenCodec(self._keyset.add_key())
 
     # -- writing -----------------------------------------------------------------------------
-    def _new_header(self, object_id: bytes, size_hint: int | None) -> tuple[BlobHeader, bytes]:
-        data_key = self._keyprovider.new_data_key(size_hint)
-        return BlobHeader.new(
+    def _new_blob(self, object_id: bytes, size_hint: int | None, serializer: str) -> tuple[BlobHeader, SegmentCipher, bytes]:
+        """A new blob's header, its cipher, and the bytes before its segments."""
+        data_key = self._materials.new_data_key(size_hint)
+        header, payload_key = BlobHeader.new(
             data_key.plaintext,
             object_id,
             data_key.key_id,
             data_key.stanzas,
             segment_log2=self._segment_log2,
         )
+        cipher = header.cipher(payload_key)
+        return header, cipher, header.encode() + seal_descriptor(cipher, serializer)
 
-    def _seal_into(self, name: str, object_id: bytes, chunks: Any, size_hint: int | None) -> bytes:
-        header, payload_key = self._new_header(object_id, size_hint)
+    def _seal_into(
+        self, object_id: bytes, chunks: Iterable[Buffer], size_hint: int | None, serializer: str
+    ) -> bytes:
+        header, cipher, prefix = self._new_blob(object_id, size_hint, serializer)
         try:
-            with self._create(name) as sink:
-                writer = BlobWriter(sink, header, payload_key)
+            with self._store.create(object_name(object_id)) as sink:
+                sink.write(prefix)
+                writer = BlobWriter(sink, cipher)
                 for chunk in chunks:
                     writer.write(chunk)
                 writer.close()
@@ -202,13 +222,12 @@ class ResultHandler(abc.ABC):
             raise _overwrite() from None
         return header.commitment
 
-    def _seal_small(self, name: str, object_id: bytes, payload: bytes) -> bytes:
-        """A payload shorter than one segment: the blob is built in memory (one AES-GCM call)
-        and stored in one call; the same bytes ``_seal_into`` would write."""
-        header, payload_key = self._new_header(object_id, len(payload))
-        blob = encrypt_segments(payload, header, payload_key, header.encode())
+    def _seal_small(self, object_id: bytes, payload: Buffer, serializer: str) -> bytes:
+        """A payload shorter than one segment: the blob is built in memory (one AES-GCM call
+        for the payload) and stored in one call; the same bytes ``_seal_into`` would write."""
+        header, cipher, prefix = self._new_blob(object_id, len(payload), serializer)
         try:
-            self._create_object(name, blob)
+            self._store.put(object_name(object_id), seal_segments(payload, cipher, prefix))
         except FileExistsError:
             raise _overwrite() from None
         return header.commitment
@@ -216,15 +235,16 @@ class ResultHandler(abc.ABC):
     def write(self, value: Any) -> str:
         """Serialize, encrypt and store ``value``; return its opaque token."""
         # A large bytes value is not copied: its own buffer is one of the parts.
-        parts = (frame(self._serializer.name), *dump_parts(self._serializer, value))
+        parts = self._serializer.dump_parts(value)
         codec = self._tokens()
         object_id = os.urandom(16)
-        name = object_name(object_id)
         size = sum(len(part) for part in parts)
+        name = self._serializer.name
         if size < _SMALL_PAYLOAD:
-            commitment = self._seal_small(name, object_id, b"".join(parts))
+            payload = parts[0] if len(parts) == 1 else b"".join(parts)
+            commitment = self._seal_small(object_id, payload, name)
         else:
-            commitment = self._seal_into(name, object_id, parts, size)
+            commitment = self._seal_into(object_id, parts, size, name)
         return codec.seal(object_id, commitment)
 
     def write_stream(self, fileobj: BinaryIO) -> str:
@@ -235,70 +255,64 @@ class ResultHandler(abc.ABC):
         step = 1 << self._segment_log2
 
         def chunks() -> Iterator[bytes]:
-            prefix = frame(STREAM_SERIALIZER)
-            yield prefix
-            # Reads that end on segment boundaries (the first one is short by the framing)
-            # are encrypted where they lie, never copied into the writer's segment buffer.
-            done = len(prefix)
-            while chunk := fileobj.read(step - done % step):
-                done += len(chunk)
+            # Segment-sized reads are encrypted where they lie, never copied into the
+            # writer's segment buffer.
+            while chunk := fileobj.read(step):
                 yield chunk
 
-        commitment = self._seal_into(object_name(object_id), object_id, chunks(), None)
+        commitment = self._seal_into(object_id, chunks(), None, STREAM_SERIALIZER)
         return codec.seal(object_id, commitment)
 
     # -- reading -----------------------------------------------------------------------------
     def _locate(self, token: str) -> tuple[bytes, bytes]:
         return self._tokens().open(token)
 
-    def _check_header(self, header: BlobHeader, object_id: bytes, commitment: bytes) -> bytes:
-        """The payload key, once the blob is shown to be the one the token names."""
+    def _open_header(
+        self, source: BinaryIO, object_id: bytes, commitment: bytes
+    ) -> tuple[SegmentCipher, str]:
+        """The blob's cipher and serializer name, once the blob is shown to be the one the
+        token names and its key commitment holds."""
+        header = read_header(source)
         if not (
             hmac.compare_digest(header.object_id, object_id)
             and hmac.compare_digest(header.commitment, commitment)
         ):
             raise IntegrityError()
-        data_key = self._keyprovider.open_data_key(header.key_id, header.stanzas)
-        return header.payload_key(data_key)
+        data_key = self._materials.open_data_key(header.key_id, header.stanzas)
+        cipher = header.cipher(header.payload_key(data_key))
+        return cipher, open_descriptor(cipher, read_exact(source, DESCRIPTOR_SIZE))
 
     def read(self, token: str) -> Any:
         """The value behind ``token``; verified in full before anything is deserialized."""
         object_id, commitment = self._locate(token)
-        source, length = self._read_body(object_name(object_id))
+        source, length = self._store.fetch(object_name(object_id))
         with source:
-            header = read_header(source)
-            payload_key = self._check_header(header, object_id, commitment)
-            # Cut after the framing (and a msgpack bin header): a large bytes value is then
-            # the very bytes object the decryption wrote, with no copy (payload.split_point).
-            head, data = decrypt_split(
-                source, length - source.tell(), header, payload_key, split_point
+            cipher, serializer_name = self._open_header(source, object_id, commitment)
+            serializer = self._serializer_for(serializer_name)
+            # The serializer may cut the payload where a large value's own bytes begin (a
+            # msgpack bytes value): that tail is then the very object decryption wrote.
+            head, data = open_segments(
+                source, length - source.tell(), cipher, serializer.split_point
             )
-        serializer_name, rest = unframe(head)
-        return load_parts(self._serializer_for(serializer_name), rest, data)
+        return serializer.load_parts(head, data)
 
     def open(self, token: str) -> BinaryIO:
         """A readable binary file object of the stored payload bytes (the bytes given to
         ``write_stream``, or the serialized form of a ``write`` value). It yields only
         authenticated bytes and raises IntegrityError on truncation or tampering."""
         object_id, commitment = self._locate(token)
-        source = self._open_read(object_name(object_id))
+        source = self._store.open(object_name(object_id))
         try:
-            header = read_header(source)
-            payload_key = self._check_header(header, object_id, commitment)
-            stream = io.BufferedReader(BlobReader(source, header, payload_key), 1 << 16)
-            # The payload's own framing (serializer name) is not part of the caller's bytes.
-            (length,) = stream.read(1) or b"\x00"
-            if not 1 <= length <= 64 or len(stream.read(length)) != length:
-                raise IntegrityError()
+            cipher, _ = self._open_header(source, object_id, commitment)
         except BaseException:
             source.close()
             raise
-        return stream
+        return io.BufferedReader(BlobReader(source, cipher), 1 << 16)
 
     def _serializer_for(self, name: str) -> Serializer:
         if name == self._serializer.name:
             return self._serializer
-        serializer = _serializer(name)
+        serializer = resolve(name)
         if serializer.requires_opt_in and not self._allow_pickle:
             raise SerializationError(
                 "this result was written with the pickle serializer; reading it needs an "
@@ -308,46 +322,37 @@ class ResultHandler(abc.ABC):
 
     def exists(self, token: str) -> bool:
         object_id, _ = self._locate(token)
-        return self._exists(object_name(object_id))
+        return self._store.exists(object_name(object_id))
 
     def delete(self, token: str) -> None:
         object_id, _ = self._locate(token)
-        self._delete(object_name(object_id))
+        self._store.delete(object_name(object_id))
 
     # -- pickling and repr -------------------------------------------------------------------
-    def _settings(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this handler in another process."""
+    def settings(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this handler in another process (the store and
+        the materials pickle through their own settings, without secrets)."""
         return {
-            "root": self._root,
-            "keyprovider": self._keyprovider,
+            "root": self._store,
+            "keyprovider": self._materials,
             "serializer": self._serializer,
             "allow_pickle": self._allow_pickle,
             "segment_size": 1 << self._segment_log2,
         }
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self._settings()))
 
     def __repr__(self) -> str:
         # The root names a bucket or a path: it must not reach the orchestrator through a log.
         return f"<{type(self).__name__}>"
 
 
+def _object_id_of(name: str) -> bytes:
+    if name == KEYSET_NAME:
+        return KEYSET_OBJECT_ID
+    if not is_object_name(name):
+        raise IntegrityError()
+    return bytes.fromhex(name)
+
+
 def _overwrite() -> StorageError:
     # 128 random bits do not collide; an existing object means a broken random source.
     return StorageError("refusing to overwrite an existing object")
-
-
-def _serializer(name_or_instance: str | Serializer) -> Serializer:
-    if isinstance(name_or_instance, Serializer):
-        return name_or_instance
-    if name_or_instance in BUILTIN_SERIALIZERS:
-        return BUILTIN_SERIALIZERS[name_or_instance]()
-    # A plugin's serializer: the registry imports this module, so it is imported here.
-    from sealed_results.plugins import get_serializer
-
-    return get_serializer(name_or_instance)
-
-
-def _rebuild(cls: type[ResultHandler], settings: dict[str, Any]) -> ResultHandler:
-    return cls(**settings)

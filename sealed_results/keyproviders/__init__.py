@@ -1,34 +1,40 @@
-"""Key providers: where key-encryption keys live (local keyring, Vault Transit, AWS KMS)."""
+"""Key providers (where key-encryption keys live: a local keyring, Vault Transit, AWS KMS) and
+the key-materials layer over them (several providers at once, a data-key cache)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sealed_results.keyproviders.base import DataKey, KeyProvider, Stanza
+from sealed_results._lazy import lazy_attributes
+from sealed_results.format.stanza import Stanza
+from sealed_results.keyproviders.base import KeyProvider
+from sealed_results.keyproviders.caching import CachingKeyProvider
 from sealed_results.keyproviders.local import LocalKeyring
+from sealed_results.keyproviders.materials import (
+    DataKey,
+    KeyMaterials,
+    MultiKeyProvider,
+    ProviderMaterials,
+    as_materials,
+)
 
 __all__ = [
     "AwsKms",
     "CachingKeyProvider",
     "DataKey",
+    "KeyMaterials",
     "KeyProvider",
     "LocalKeyring",
     "MultiKeyProvider",
+    "ProviderMaterials",
     "Stanza",
     "VaultTransit",
+    "as_materials",
 ]
 
-_LAZY = {
-    "VaultTransit": "sealed_results.keyproviders.vault",
-    "AwsKms": "sealed_results.keyproviders.kms",
-    "MultiKeyProvider": "sealed_results.keyproviders.multi",
-    "CachingKeyProvider": "sealed_results.keyproviders.caching",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)
+# Their SDKs (hvac, boto3) load on first use, so ``import sealed_results`` stays light.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "VaultTransit": "sealed_results.keyproviders.vault",
+        "AwsKms": "sealed_results.keyproviders.kms",
+    },
+)

@@ -1,8 +1,12 @@
-"""The key-provider interface: wrap, unwrap, rewrap and rotate data keys.
+"""The key-provider interface: generate, wrap, unwrap, rewrap and rotate data keys; describe.
 
-A provider holds key-encryption keys (KEKs) and never sees payloads. The public methods check
-arguments and turn every unexpected failure into ``KeyProviderError``; subclasses override only
-the underscore methods (the aws-encryption-sdk habit), so a new provider is a few primitives.
+A provider holds key-encryption keys (KEKs) and never sees payloads or storage. The public
+methods check arguments and turn every unexpected failure into ``KeyProviderError``; a provider
+implements the underscore primitives (the aws-encryption-sdk habit: ``_wrap``, ``_unwrap`` and
+``_rotate`` are required, ``_generate``, ``_rewrap`` and ``_describe`` optional), so a new
+provider is a few methods, documented in docs/config.md and checked by
+``sealed_results.testing.KeyProviderSuite``. How several providers combine, and caching, are
+the key-materials layer's business (``keyproviders.materials``), not a provider's.
 
 Every wrap binds a ``context``: the 16-byte key id stored in the blob header. A wrapped key moved
 into another blob's header therefore fails to unwrap there.
@@ -13,33 +17,16 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from sealed_results.errors import IntegrityError, KeyProviderError, SealedResultsError
+from sealed_results.pickling import Rebuildable
 
 _T = TypeVar("_T")
 DATA_KEY_SIZE = 32
 KEY_ID_SIZE = 16
 
-__all__ = ["DATA_KEY_SIZE", "KEY_ID_SIZE", "DataKey", "KeyProvider", "Stanza"]
-
-
-@dataclass(frozen=True, slots=True)
-class Stanza:
-    """One wrapping of a data key, as stored in a blob header: the provider kind and its bytes."""
-
-    kind: str
-    wrapped: bytes = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class DataKey:
-    """A plaintext data key with the stanzas that wrap it. Never logged: repr shows no bytes."""
-
-    plaintext: bytes = field(repr=False)
-    key_id: bytes = field(repr=False)
-    stanzas: tuple[Stanza, ...] = field(repr=False)
+__all__ = ["DATA_KEY_SIZE", "KEY_ID_SIZE", "KeyProvider"]
 
 
 def _check_context(context: bytes) -> None:
@@ -47,11 +34,12 @@ def _check_context(context: bytes) -> None:
         raise ValueError("context must be 1 to 64 bytes")
 
 
-class KeyProvider(abc.ABC):
+class KeyProvider(Rebuildable, abc.ABC):
     """Base of every key provider.
 
     ``kind`` names the stanza type in blob headers (``"local"``, ``"vault"``, ``"aws-kms"``); it is
-    part of the stored format, so it never changes for a provider.
+    part of the stored format, so it never changes for a provider. ``settings()`` returns the
+    constructor arguments a copy in another process is built from: never a secret.
     """
 
     kind: ClassVar[str]
@@ -113,28 +101,6 @@ class KeyProvider(abc.ABC):
         """Settings safe to print on the user's own terminal (``doctor``). Not for logs."""
         return {"kind": self.kind, **self._call(self._describe)}
 
-    # -- stanza level: what handlers use; composites (several providers, caching) override -----
-    def new_data_key(self, size_hint: int | None = None) -> DataKey:
-        """A fresh data key for one payload of about ``size_hint`` bytes (None: unknown)."""
-        key_id = os.urandom(KEY_ID_SIZE)
-        data_key, wrapped = self.generate_data_key(key_id)
-        return DataKey(data_key, key_id, (Stanza(self.kind, wrapped),))
-
-    def open_data_key(self, key_id: bytes, stanzas: tuple[Stanza, ...]) -> bytes:
-        """Unwrap the first stanza this provider can open."""
-        return unwrap_first([self], key_id, stanzas)
-
-    def rewrap_stanzas(self, key_id: bytes, stanzas: tuple[Stanza, ...]) -> tuple[Stanza, ...]:
-        """Stanzas re-wrapped under the newest KEK version; stanzas of other kinds are kept."""
-        return tuple(
-            Stanza(s.kind, self.rewrap_data_key(s.wrapped, key_id)) if s.kind == self.kind else s
-            for s in stanzas
-        )
-
-    def providers(self) -> tuple[KeyProvider, ...]:
-        """The concrete providers behind this one (itself, unless it is a composite)."""
-        return (self,)
-
     def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         try:
             return fn(*args)
@@ -142,35 +108,11 @@ class KeyProvider(abc.ABC):
             raise
         except (ValueError, TypeError):
             raise
-        except Exception as exc:  # an SDK's own error: keep it as __cause__, show ours
-            raise KeyProviderError(f"the {self.kind} key provider failed") from exc
+        except Exception:
+            # An SDK's message names addresses and keys, and a formatted traceback would carry
+            # it to the orchestrator: it stays reachable as __context__ for local debugging.
+            raise KeyProviderError(f"the {self.kind} key provider failed") from None
 
     def __repr__(self) -> str:
         # Paths, addresses and key names would reach the orchestrator through logs: none here.
         return f"<{type(self).__name__}>"
-
-
-def unwrap_first(
-    providers: list[KeyProvider] | tuple[KeyProvider, ...],
-    key_id: bytes,
-    stanzas: tuple[Stanza, ...],
-) -> bytes:
-    """Try each provider on each stanza of its kind; the first that opens wins.
-
-    A provider failure (KeyProviderError) is remembered and re-raised only if nothing else opens
-    the key, so one unreachable provider does not block reading through another.
-    """
-    failure: KeyProviderError | None = None
-    for provider in providers:
-        for stanza in stanzas:
-            if stanza.kind != provider.kind:
-                continue
-            try:
-                return provider.unwrap_data_key(stanza.wrapped, key_id)
-            except IntegrityError:
-                continue
-            except KeyProviderError as exc:
-                failure = exc
-    if failure is not None:
-        raise failure
-    raise IntegrityError()

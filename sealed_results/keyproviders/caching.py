@@ -1,4 +1,7 @@
-"""CachingKeyProvider: fewer provider round trips by reusing data keys within bounds.
+"""CachingKeyProvider: key materials that reuse data keys within bounds, for fewer round trips.
+
+It is a layer of key materials over any provider or materials (``MultiKeyProvider`` too), not a
+provider: it wraps nothing itself and writes no stanza of its own.
 
 Why reuse is safe for the format: a blob never uses the data key directly. Its payload key and
 key commitment come from HKDF over the data key with a fresh random 32-byte salt and the whole
@@ -31,7 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sealed_results.errors import ConfigError
-from sealed_results.keyproviders.base import DataKey, KeyProvider, Stanza
+from sealed_results.format.stanza import Stanza
+from sealed_results.keyproviders.base import KeyProvider
+from sealed_results.keyproviders.materials import DataKey, KeyMaterials, as_materials
 
 __all__ = ["CachingKeyProvider"]
 
@@ -44,19 +49,18 @@ class _Entry:
     bytes: int
 
 
-class CachingKeyProvider(KeyProvider):
-    """Wraps any provider (a MultiKeyProvider too) with a data-key cache and an unwrap cache.
+class CachingKeyProvider(KeyMaterials):
+    """Wraps any provider or materials (a MultiKeyProvider too) with a data-key cache and an
+    unwrap cache.
 
     ``max_age`` seconds, ``max_uses`` writes and ``max_bytes`` bytes bound each cached data key;
     ``unwrap_cache_size`` entries (LRU) for at most ``unwrap_ttl`` seconds bound the unwrap cache.
     ``clock`` is a test seam (seconds, monotonic).
     """
 
-    kind = "caching"
-
     def __init__(
         self,
-        inner: KeyProvider,
+        inner: KeyProvider | KeyMaterials,
         *,
         max_age: float = 300.0,
         max_uses: int = 10_000,
@@ -65,11 +69,11 @@ class CachingKeyProvider(KeyProvider):
         unwrap_ttl: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not isinstance(inner, KeyProvider):
+        if not isinstance(inner, KeyProvider | KeyMaterials):
             raise ConfigError("CachingKeyProvider wraps a KeyProvider instance")
         if min(max_age, max_uses, max_bytes, unwrap_cache_size, unwrap_ttl) < 0:
             raise ConfigError("cache bounds must not be negative (zero turns a cache off)")
-        self._inner = inner
+        self._inner = as_materials(inner)
         self._max_age, self._max_uses, self._max_bytes = float(max_age), int(max_uses), max_bytes
         self._unwrap_size, self._unwrap_ttl = int(unwrap_cache_size), float(unwrap_ttl)
         self._clock = clock
@@ -81,10 +85,10 @@ class CachingKeyProvider(KeyProvider):
         )
 
     @property
-    def inner(self) -> KeyProvider:
+    def inner(self) -> KeyMaterials:
         return self._inner
 
-    def __getstate__(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, Any]:
         # Settings only: cached plaintext data keys must never leave this process.
         return {
             "inner": self._inner,
@@ -95,10 +99,6 @@ class CachingKeyProvider(KeyProvider):
             "unwrap_ttl": self._unwrap_ttl,
             "clock": self._clock,
         }
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        inner = state.pop("inner")
-        self.__init__(inner, **state)  # type: ignore[misc]
 
     def providers(self) -> tuple[KeyProvider, ...]:
         return self._inner.providers()
@@ -173,20 +173,7 @@ class CachingKeyProvider(KeyProvider):
     def rewrap_stanzas(self, key_id: bytes, stanzas: tuple[Stanza, ...]) -> tuple[Stanza, ...]:
         return self._inner.rewrap_stanzas(key_id, stanzas)
 
-    # -- primitives and the rest: straight to the wrapped provider -------------------------------
-    def _generate(self, context: bytes) -> tuple[bytes, bytes]:
-        return self._inner.generate_data_key(context)
-
-    def _wrap(self, data_key: bytes, context: bytes) -> bytes:
-        return self._inner.wrap_data_key(data_key, context)
-
-    def _unwrap(self, wrapped: bytes, context: bytes) -> bytes:
-        return self._inner.unwrap_data_key(wrapped, context)
-
-    def _rewrap(self, wrapped: bytes, context: bytes) -> bytes:
-        return self._inner.rewrap_data_key(wrapped, context)
-
-    def _rotate(self) -> None:
+    def rotate(self) -> None:
         self._inner.rotate()
         # New writes in this process move to the new key version at once; other processes
         # follow when their cached key reaches max_age.
@@ -195,8 +182,7 @@ class CachingKeyProvider(KeyProvider):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "kind": self.kind,
-            "inner": self._inner.describe(),
+            **self._inner.describe(),
             "cache": {
                 "max_age": self._max_age,
                 "max_uses": self._max_uses,

@@ -83,7 +83,7 @@ class AwsKms(KeyProvider):
         self._lock = threading.Lock()
         self._client_cache: Any = None
 
-    def __getstate__(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, Any]:
         # Settings only: the client (and any credentials it resolved) is rebuilt on arrival.
         return {
             "key_id": self._key_id,
@@ -94,10 +94,6 @@ class AwsKms(KeyProvider):
             "connect_timeout": self._connect_timeout,
             "read_timeout": self._read_timeout,
         }
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        key_id = state.pop("key_id")
-        self.__init__(key_id, **state)  # type: ignore[misc]
 
     # -- client and errors ---------------------------------------------------------------------
     def _client(self) -> Any:

@@ -101,11 +101,8 @@ class LocalKeyring(KeyProvider):
         self._keys: dict[int, tuple[AESGCM, str]] = {}
         self._loaded = False
 
-    def __getstate__(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, Any]:
         return {"path": self._path}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"])  # type: ignore[misc]
 
     # -- file ----------------------------------------------------------------------------------
     def _read_document(self) -> dict[str, Any]:

@@ -31,8 +31,9 @@ import hvac
 import hvac.exceptions as hvac_errors
 import requests
 
-from sealed_results._retry import retry
+from sealed_results.retry import retry
 from sealed_results.errors import ConfigError, IntegrityError, KeyProviderError
+from sealed_results.pickling import Rebuildable
 from sealed_results.keyproviders.base import DATA_KEY_SIZE, KeyProvider
 
 __all__ = ["AppRoleAuth", "KubernetesAuth", "TokenAuth", "VaultAuth", "VaultTransit"]
@@ -79,9 +80,9 @@ def _lifetime(response: dict[str, Any]) -> tuple[str, float | None]:
 
 
 # -- authentication ---------------------------------------------------------------------------
-class VaultAuth(abc.ABC):
-    """How VaultTransit gets a token. Secrets never travel in pickles: a receiving process
-    reads them from its own environment (or files) again."""
+class VaultAuth(Rebuildable, abc.ABC):
+    """How VaultTransit gets a token. Secrets never travel in pickles (``settings()`` leaves
+    them out): a receiving process reads them from its own environment (or files) again."""
 
     name: ClassVar[str]
 
@@ -113,13 +114,14 @@ class TokenAuth(VaultAuth):
             raise ConfigError("no Vault token: set VAULT_TOKEN or pass token=")
         return token, None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"_token": None}
+    def settings(self) -> dict[str, Any]:
+        return {}
 
 
 class AppRoleAuth(VaultAuth):
     """AppRole login: ``role_id``/``secret_id`` given here, else ``VAULT_ROLE_ID`` and
-    ``VAULT_SECRET_ID``. A secret id given here does not travel in pickles."""
+    ``VAULT_SECRET_ID``. Neither travels in pickles: the role id is half of the credential
+    (the config check treats it as a secret too), so a copy reads both from its environment."""
 
     name = "approle"
 
@@ -139,8 +141,8 @@ class AppRoleAuth(VaultAuth):
             )
         )
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_secret_id": None}
+    def settings(self) -> dict[str, Any]:
+        return {"mount": self._mount}
 
 
 class KubernetesAuth(VaultAuth):
@@ -157,6 +159,9 @@ class KubernetesAuth(VaultAuth):
         if not jwt_path:
             raise ConfigError("Kubernetes login needs a jwt_path")
         self._role, self._jwt_path, self._mount = role, str(jwt_path), mount
+
+    def settings(self) -> dict[str, Any]:
+        return {"role": self._role, "jwt_path": self._jwt_path, "mount": self._mount}
 
     def login(self, client: hvac.Client) -> tuple[str, float | None]:
         try:
@@ -253,11 +258,8 @@ class VaultTransit(KeyProvider):
 
     # Only settings travel: no token, no secret id, no client. The receiving process resolves
     # the address, namespace and credentials from its own environment and logs in again.
-    def __getstate__(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, Any]:
         return {name: getattr(self, f"_{name}") for name in _PICKLED}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)  # type: ignore[misc]
 
     # -- connection and login ------------------------------------------------------------------
     def _is_transient(self, exc: BaseException) -> bool:

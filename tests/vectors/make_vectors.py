@@ -16,10 +16,8 @@ import stat
 import tempfile
 from pathlib import Path
 
-from sealed_results.envelope import seal_blob
-from sealed_results.keyproviders.base import Stanza
+from sealed_results.format import Stanza, TokenCodec, seal_blob
 from sealed_results.keyproviders.local import LocalKeyring
-from sealed_results.token import TokenCodec
 
 HERE = Path(__file__).parent
 
@@ -45,6 +43,9 @@ BLOB_CASES = [
 ]
 
 
+SERIALIZERS = ["bytes", "msgpack", "json"]
+
+
 def blob_vectors() -> list[dict[str, object]]:
     vectors = []
     for i, (name, length, log2) in enumerate(BLOB_CASES):
@@ -66,12 +67,14 @@ def blob_vectors() -> list[dict[str, object]]:
             key_id=inputs["key_id"],
             salt=inputs["salt"],
             segment_log2=log2,
+            serializer=SERIALIZERS[i % len(SERIALIZERS)],
         )
         vector: dict[str, object] = {
             "name": name,
             **{k: v.hex() for k, v in inputs.items()},
             "segment_log2": log2,
             "stanzas": [{"kind": s.kind, "wrapped": s.wrapped.hex()} for s in stanzas],
+            "serializer": SERIALIZERS[i % len(SERIALIZERS)],
             "payload_length": length,
             "payload_seed": 50 + i,
             "payload_sha256": hashlib.sha256(payload).hexdigest(),

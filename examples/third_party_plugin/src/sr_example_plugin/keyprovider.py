@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sealed_results.errors import ConfigError, IntegrityError, KeyProviderError
-from sealed_results.keyproviders.base import KeyProvider
+from sealed_results import KeyProvider
 
 __all__ = ["ExampleStaticKeyProvider"]
 
@@ -32,6 +32,10 @@ class ExampleStaticKeyProvider(KeyProvider):
         if not isinstance(env, str) or not env:
             raise ConfigError("the example-static key provider needs the name of a variable")
         self._env = env
+
+    def settings(self) -> dict[str, Any]:
+        # What a copy in another process is built from: the variable's name, never its value.
+        return {"env": self._env}
 
     def _kek(self) -> AESGCM:
         value = os.environ.get(self._env)

@@ -24,6 +24,9 @@ class CountingKeyProvider(KeyProvider):
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
 
+    def settings(self) -> dict[str, Any]:
+        return {"inner": self.inner}
+
     def _count(self, name: str) -> None:
         with self._lock:
             self.calls[name] += 1

@@ -4,7 +4,9 @@ Subclass it in a test module and define a ``provider`` fixture (a fresh provider
 key for each test). Optional fixtures: ``provider_secrets`` (strings that must never be in a
 pickle, message or repr: tokens, credentials) and ``provider_private`` (strings that may travel
 in a pickle to rebuild the provider but must never be in a message or repr: addresses, key
-names). Set ``primitives = False`` for composites that only work on stanzas.
+names). The fixture may return key materials (``MultiKeyProvider``, ``CachingKeyProvider``):
+the data-key tests then run on them, and the primitive tests are skipped, since materials have
+no wrapping of their own.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import os
 import pickle
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from sealed_results.errors import IntegrityError, SealedResultsError
-from sealed_results.keyproviders.base import DataKey, KeyProvider, Stanza
+from sealed_results.format.stanza import Stanza
+from sealed_results.keyproviders.base import KeyProvider
+from sealed_results.keyproviders.materials import DataKey, KeyMaterials, as_materials
 
 
 def flip(data: bytes, index: int) -> bytes:
@@ -29,10 +33,8 @@ def with_wrapped(stanzas: tuple[Stanza, ...], change: Any) -> tuple[Stanza, ...]
 
 
 class KeyProviderSuite:
-    primitives: ClassVar[bool] = True
-
     @pytest.fixture
-    def provider(self) -> KeyProvider:
+    def provider(self) -> KeyProvider | KeyMaterials:
         raise NotImplementedError("subclasses define the provider fixture")
 
     @pytest.fixture
@@ -44,41 +46,41 @@ class KeyProviderSuite:
         return []
 
     # -- stanza level ----------------------------------------------------------------------------
-    def test_new_data_key_round_trip(self, provider: KeyProvider) -> None:
-        dk = provider.new_data_key(1000)
+    def test_new_data_key_round_trip(self, provider: Any) -> None:
+        dk = as_materials(provider).new_data_key(1000)
         assert isinstance(dk, DataKey)
         assert len(dk.plaintext) == 32 and len(dk.key_id) == 16 and dk.stanzas
-        kinds = {p.kind for p in provider.providers()}
+        kinds = {p.kind for p in as_materials(provider).providers()}
         assert {s.kind for s in dk.stanzas} <= kinds
-        assert provider.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+        assert as_materials(provider).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
 
-    def test_unknown_size_round_trip(self, provider: KeyProvider) -> None:
-        dk = provider.new_data_key(None)
-        assert provider.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    def test_unknown_size_round_trip(self, provider: Any) -> None:
+        dk = as_materials(provider).new_data_key(None)
+        assert as_materials(provider).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
 
-    def test_fresh_keys_differ(self, provider: KeyProvider) -> None:
-        a, b = provider.new_data_key(None), provider.new_data_key(None)
+    def test_fresh_keys_differ(self, provider: Any) -> None:
+        a, b = as_materials(provider).new_data_key(None), as_materials(provider).new_data_key(None)
         assert a.plaintext != b.plaintext and a.key_id != b.key_id
 
-    def test_stanza_moved_to_other_key_id(self, provider: KeyProvider) -> None:
-        dk = provider.new_data_key(None)
+    def test_stanza_moved_to_other_key_id(self, provider: Any) -> None:
+        dk = as_materials(provider).new_data_key(None)
         with pytest.raises(IntegrityError):
-            provider.open_data_key(os.urandom(16), dk.stanzas)
+            as_materials(provider).open_data_key(os.urandom(16), dk.stanzas)
 
     @pytest.mark.parametrize("where", ["first", "second", "middle", "last"])
-    def test_flipped_byte(self, provider: KeyProvider, where: str) -> None:
-        dk = provider.new_data_key(None)
+    def test_flipped_byte(self, provider: Any, where: str) -> None:
+        dk = as_materials(provider).new_data_key(None)
 
         def change(wrapped: bytes) -> bytes:
             index = {"first": 0, "second": 1, "middle": len(wrapped) // 2, "last": -1}[where]
             return flip(wrapped, index % len(wrapped))
 
         with pytest.raises(IntegrityError):
-            provider.open_data_key(dk.key_id, with_wrapped(dk.stanzas, change))
+            as_materials(provider).open_data_key(dk.key_id, with_wrapped(dk.stanzas, change))
 
     @pytest.mark.parametrize("change", ["truncated", "extended", "one byte", "random"])
-    def test_malformed_stanza(self, provider: KeyProvider, change: str) -> None:
-        dk = provider.new_data_key(None)
+    def test_malformed_stanza(self, provider: Any, change: str) -> None:
+        dk = as_materials(provider).new_data_key(None)
         make = {
             "truncated": lambda w: w[: len(w) // 2],
             "extended": lambda w: w + b"\x00" * 16,
@@ -86,58 +88,58 @@ class KeyProviderSuite:
             "random": lambda w: os.urandom(len(w)),
         }[change]
         with pytest.raises(IntegrityError):
-            provider.open_data_key(dk.key_id, with_wrapped(dk.stanzas, make))
+            as_materials(provider).open_data_key(dk.key_id, with_wrapped(dk.stanzas, make))
 
-    def test_stanza_of_unknown_kind(self, provider: KeyProvider) -> None:
-        dk = provider.new_data_key(None)
+    def test_stanza_of_unknown_kind(self, provider: Any) -> None:
+        dk = as_materials(provider).new_data_key(None)
         foreign = tuple(Stanza("no-such-kind", s.wrapped) for s in dk.stanzas)
         with pytest.raises(IntegrityError):
-            provider.open_data_key(dk.key_id, foreign)
+            as_materials(provider).open_data_key(dk.key_id, foreign)
 
-    def test_rewrap_keeps_the_key(self, provider: KeyProvider) -> None:
-        dk = provider.new_data_key(None)
-        rewrapped = provider.rewrap_stanzas(dk.key_id, dk.stanzas)
+    def test_rewrap_keeps_the_key(self, provider: Any) -> None:
+        dk = as_materials(provider).new_data_key(None)
+        rewrapped = as_materials(provider).rewrap_stanzas(dk.key_id, dk.stanzas)
         assert [s.kind for s in rewrapped] == [s.kind for s in dk.stanzas]
-        assert provider.open_data_key(dk.key_id, rewrapped) == dk.plaintext
+        assert as_materials(provider).open_data_key(dk.key_id, rewrapped) == dk.plaintext
 
-    def test_rotate_then_rewrap(self, provider: KeyProvider) -> None:
-        old = provider.new_data_key(None)
+    def test_rotate_then_rewrap(self, provider: Any) -> None:
+        old = as_materials(provider).new_data_key(None)
         provider.rotate()
-        assert provider.open_data_key(old.key_id, old.stanzas) == old.plaintext
-        rewrapped = provider.rewrap_stanzas(old.key_id, old.stanzas)
-        assert provider.open_data_key(old.key_id, rewrapped) == old.plaintext
-        new = provider.new_data_key(None)
-        assert provider.open_data_key(new.key_id, new.stanzas) == new.plaintext
+        assert as_materials(provider).open_data_key(old.key_id, old.stanzas) == old.plaintext
+        rewrapped = as_materials(provider).rewrap_stanzas(old.key_id, old.stanzas)
+        assert as_materials(provider).open_data_key(old.key_id, rewrapped) == old.plaintext
+        new = as_materials(provider).new_data_key(None)
+        assert as_materials(provider).open_data_key(new.key_id, new.stanzas) == new.plaintext
 
-    def test_rewrap_never_blesses_a_moved_stanza(self, provider: KeyProvider) -> None:
+    def test_rewrap_never_blesses_a_moved_stanza(self, provider: Any) -> None:
         # A server-side rewrap (Vault) cannot check a binding inside the plaintext; what must
         # hold is that the moved stanza still fails to open under the other key id.
-        dk = provider.new_data_key(None)
+        dk = as_materials(provider).new_data_key(None)
         other = os.urandom(16)
         try:
-            moved = provider.rewrap_stanzas(other, dk.stanzas)
+            moved = as_materials(provider).rewrap_stanzas(other, dk.stanzas)
         except IntegrityError:
             return
         with pytest.raises(IntegrityError):
-            provider.open_data_key(other, moved)
+            as_materials(provider).open_data_key(other, moved)
 
-    def test_rewrap_refuses_malformed(self, provider: KeyProvider) -> None:
-        dk = provider.new_data_key(None)
+    def test_rewrap_refuses_malformed(self, provider: Any) -> None:
+        dk = as_materials(provider).new_data_key(None)
         with pytest.raises(IntegrityError):
-            provider.rewrap_stanzas(dk.key_id, with_wrapped(dk.stanzas, lambda w: w[:1]))
+            as_materials(provider).rewrap_stanzas(dk.key_id, with_wrapped(dk.stanzas, lambda w: w[:1]))
 
-    def test_concurrent_use(self, provider: KeyProvider) -> None:
+    def test_concurrent_use(self, provider: Any) -> None:
         def work(_: int) -> bool:
-            dk = provider.new_data_key(100)
-            return provider.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+            dk = as_materials(provider).new_data_key(100)
+            return as_materials(provider).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
 
         with ThreadPoolExecutor(8) as pool:
             assert all(pool.map(work, range(24)))
 
     # -- primitives --------------------------------------------------------------------------
-    def test_wrap_unwrap_with_any_context(self, provider: KeyProvider) -> None:
-        if not self.primitives:
-            pytest.skip("a composite works on stanzas only")
+    def test_wrap_unwrap_with_any_context(self, provider: Any) -> None:
+        if isinstance(provider, KeyMaterials):
+            pytest.skip("key materials have no primitives of their own")
         for context in (b"\x00", os.urandom(16), os.urandom(64)):
             data_key = os.urandom(32)
             wrapped = provider.wrap_data_key(data_key, context)
@@ -145,9 +147,9 @@ class KeyProviderSuite:
             with pytest.raises(IntegrityError):
                 provider.unwrap_data_key(wrapped, flip(context, 0))
 
-    def test_generate_matches_unwrap(self, provider: KeyProvider) -> None:
-        if not self.primitives:
-            pytest.skip("a composite works on stanzas only")
+    def test_generate_matches_unwrap(self, provider: Any) -> None:
+        if isinstance(provider, KeyMaterials):
+            pytest.skip("key materials have no primitives of their own")
         context = os.urandom(16)
         data_key, wrapped = provider.generate_data_key(context)
         assert len(data_key) == 32
@@ -156,9 +158,9 @@ class KeyProviderSuite:
             data_key
         )
 
-    def test_context_is_validated(self, provider: KeyProvider) -> None:
-        if not self.primitives:
-            pytest.skip("a composite works on stanzas only")
+    def test_context_is_validated(self, provider: Any) -> None:
+        if isinstance(provider, KeyMaterials):
+            pytest.skip("key materials have no primitives of their own")
         with pytest.raises(ValueError):
             provider.wrap_data_key(os.urandom(32), b"")
         with pytest.raises(ValueError):
@@ -168,9 +170,9 @@ class KeyProviderSuite:
 
     # -- travelling and talking ------------------------------------------------------------------
     def test_pickle_round_trip_without_secrets(
-        self, provider: KeyProvider, provider_secrets: list[str]
+        self, provider: Any, provider_secrets: list[str]
     ) -> None:
-        dk = provider.new_data_key(None)
+        dk = as_materials(provider).new_data_key(None)
         data = pickle.dumps(provider)
         assert dk.plaintext not in data
         for secret in provider_secrets:
@@ -178,14 +180,14 @@ class KeyProviderSuite:
         copy = pickle.loads(data)
         assert copy.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
         new = copy.new_data_key(None)
-        assert provider.open_data_key(new.key_id, new.stanzas) == new.plaintext
+        assert as_materials(provider).open_data_key(new.key_id, new.stanzas) == new.plaintext
 
     def test_repr_describe_and_errors_are_clean(
-        self, provider: KeyProvider, provider_secrets: list[str], provider_private: list[str]
+        self, provider: Any, provider_secrets: list[str], provider_private: list[str]
     ) -> None:
-        dk = provider.new_data_key(None)
+        dk = as_materials(provider).new_data_key(None)
         texts = [repr(provider), repr(dk), str(provider.describe())]
-        for bad in (lambda: provider.open_data_key(os.urandom(16), dk.stanzas),):
+        for bad in (lambda: as_materials(provider).open_data_key(os.urandom(16), dk.stanzas),):
             with pytest.raises(SealedResultsError) as info:
                 bad()
             texts.append(f"{info.value} {info.value!r}")
