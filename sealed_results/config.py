@@ -24,7 +24,7 @@ from typing import Any
 from sealed_results import plugins
 from sealed_results.errors import ConfigError
 from sealed_results.handlers.base import ResultHandler
-from sealed_results.keyproviders.base import KeyProvider
+from sealed_results.options import is_secret_option
 
 __all__ = [
     "CONFIG_ENV",
@@ -71,36 +71,11 @@ _TYPE_NAMES = {
 }
 
 # -- secrets ---------------------------------------------------------------------------------
-# Option names that hold credentials, compared after lower-casing and "-" -> "_". The last
-# word of a name counts too (vault_token, refresh_token, db_password). "key" alone is a
-# secret only under storage_options (s3fs key/secret); a key provider's "key" is a key name.
-_SECRET_NAMES = {
-    "account_key",
-    "api_key",
-    "aws_secret_access_key",
-    "client_secret",
-    "connection_string",
-    "private_key",
-    "role_id",
-    "sas_token",
-    "secret_access_key",
-    "secret_id",
-    "secret_key",
-    "session_token",
-}
-_SECRET_WORDS = {"token", "secret", "password", "passwd", "passphrase", "credential", "credentials"}
-# gcsfs takes ``token`` as a method name too; these say how to authenticate, not a secret.
-_GCS_TOKEN_METHODS = {"anon", "google_default", "cache", "cloud", "browser"}
-
+# Which names hold secrets is decided in one place for the config check and for pickling
+# (sealed_results.options): any spelling (SSECustomerKey, sse-customer-key), at any depth.
 # ``$${`` is a literal ``${``; ``${NAME}`` is an environment variable; any other ``${`` is an error.
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
 _ONLY_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
-
-
-def _is_secret_name(key: str, *, in_storage: bool) -> bool:
-    name = key.lower().replace("-", "_")
-    last = name.rsplit("_", 1)[-1]
-    return name in _SECRET_NAMES or last in _SECRET_WORDS or (in_storage and last == "key")
 
 
 def _refuse_secrets(value: Any, where: str, *, in_storage: bool) -> None:
@@ -114,17 +89,14 @@ def _refuse_secrets(value: Any, where: str, *, in_storage: bool) -> None:
         return
     for key, item in value.items():
         path = f"{where}.{key}"
-        if _is_secret_name(key, in_storage=in_storage):
-            allowed = isinstance(item, str) and (
-                _ONLY_REFERENCE.fullmatch(item)
-                or (in_storage and key == "token" and item in _GCS_TOKEN_METHODS)
+        # A gcsfs token method name ("anon", "google_default"...) is not a secret there.
+        secret = is_secret_option(key, item, in_storage=in_storage)
+        if secret and not (isinstance(item, str) and _ONLY_REFERENCE.fullmatch(item)):
+            raise ConfigError(
+                f"{path} looks like a secret, and secrets must not be written in the config "
+                "file; provide it through the environment (the provider's own variables, "
+                'or a reference such as "${MY_VARIABLE}" as the whole value)'
             )
-            if not allowed:
-                raise ConfigError(
-                    f"{path} looks like a secret, and secrets must not be written in the config "
-                    "file; provide it through the environment (the provider's own variables, "
-                    'or a reference such as "${MY_VARIABLE}" as the whole value)'
-                )
         _refuse_secrets(item, path, in_storage=in_storage)
 
 
@@ -205,7 +177,7 @@ def _check_profile(name: str, profile: Any) -> None:
     _refuse_secrets(profile.get("storage_options"), f"{where}.storage_options", in_storage=True)
     for key in profile:
         if key not in _PROFILE_KEYS:
-            if _is_secret_name(key, in_storage=False):
+            if is_secret_option(key, profile[key], in_storage=False):
                 raise ConfigError(f"{where}.{key} looks like a secret and is not a setting")
             raise ConfigError(
                 f"{where}.{key} is not a known setting; the settings are: "
@@ -308,52 +280,23 @@ class Profile:
     credentials_from_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def build(self) -> ResultHandler:
-        """The result handler these settings describe."""
-        where = f"profiles.{self.name}"
-        cls = plugins.load_handler_class(self.handler, setting=f"{where}.handler")
-        providers = plugins.build_keyprovider(
-            list(self.keyprovider), list(self.keyprovider_options), setting=f"{where}.keyprovider"
-        )
-        keyprovider: KeyProvider | list[KeyProvider] = (
-            providers[0] if isinstance(providers, list) and len(providers) == 1 else providers
-        )
-        if self.cache is not None:
-            keyprovider = _with_cache(keyprovider, self.cache, f"{where}.cache")
-        options: dict[str, Any] = {
-            "root": self.root,
-            "serializer": plugins.get_serializer(self.serializer, setting=f"{where}.serializer"),
-            "allow_pickle": self.allow_pickle,
-        }
+        """The result handler these settings describe (through ``plugins.build_handler``)."""
+        options: dict[str, Any] = {"root": self.root, "allow_pickle": self.allow_pickle}
         if self.segment_size is not None:
             options["segment_size"] = self.segment_size
         if self.storage_options:
             options["storage_options"] = self.storage_options
         if self.credentials_from_env:
             options["credentials_from_env"] = self.credentials_from_env
-        plugins.check_options(cls, {**options, "keyprovider": keyprovider}, f"{where} settings")
-        try:
-            return cls(keyprovider=keyprovider, **options)
-        except ConfigError as exc:
-            raise type(exc)(f"{where}: {exc}") from exc
-
-
-def _with_cache(
-    keyprovider: KeyProvider | list[KeyProvider], cache: dict[str, Any], where: str
-) -> KeyProvider:
-    try:
-        from sealed_results.keyproviders.caching import CachingKeyProvider
-    except ImportError as exc:
-        raise ConfigError(f"{where}: this installation has no key cache") from exc
-    if isinstance(keyprovider, list):
-        from sealed_results.keyproviders.multi import MultiKeyProvider
-
-        keyprovider = MultiKeyProvider(*keyprovider)
-    plugins.check_options(CachingKeyProvider, cache, where, keyprovider)
-    try:
-        cached: KeyProvider = CachingKeyProvider(keyprovider, **cache)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    return cached
+        return plugins.build_handler(
+            self.handler,
+            keyprovider=list(self.keyprovider),
+            keyprovider_options=list(self.keyprovider_options),
+            cache=self.cache,
+            serializer=self.serializer,
+            setting=f"profiles.{self.name}",
+            **options,
+        )
 
 
 def _anchor(path: str, base: Path) -> str:
@@ -390,7 +333,7 @@ def resolve_profile(
         for key, value in config.profiles[chosen].get("storage_options", {}).items()
         if isinstance(value, str)
         and _ONLY_REFERENCE.fullmatch(value)
-        and _is_secret_name(key, in_storage=True)
+        and is_secret_option(key, value, in_storage=True)
     }
     raw = _expand(config.profiles[chosen], where, os.environ)
     providers = raw["keyprovider"]

@@ -9,25 +9,37 @@ name raises ``PluginNotFound`` with the extra that provides it.
 Built-in names always resolve to the built-in classes, even when another distribution registers
 the same name (a plugin must not be able to replace ``local`` by accident or on purpose) and
 even when sealed-results runs from a source tree without installed metadata.
+
+``build_handler`` is the one handler factory: ``sealed_results.handler(...)`` and a config
+profile's ``build()`` both go through it, so a name, a key provider list, a cache table or a
+serializer means the same wherever it is written. Serializer names are resolved by
+``sealed_results.serializers.resolve`` (handlers resolve the name stored in a payload there too).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from sealed_results._version import __version__
 from sealed_results.errors import ConfigError, PluginNotFound
 from sealed_results.handlers.base import ResultHandler
-from sealed_results.keyproviders.base import KeyProvider
-from sealed_results.serializers import BUILTIN_SERIALIZERS, Serializer
+from sealed_results.keyproviders import (
+    CachingKeyProvider,
+    KeyMaterials,
+    KeyProvider,
+    MultiKeyProvider,
+)
+from sealed_results.serializers import Serializer, resolve
 
 __all__ = [
     "GROUPS",
     "PluginInfo",
+    "build_handler",
     "build_keyprovider",
     "check_options",
     "get_serializer",
@@ -46,11 +58,11 @@ _DIST = "sealed-results"
 # Mirrors pyproject.toml (a test keeps the two equal): the fallback when metadata is missing.
 _BUILTINS: dict[str, dict[str, str]] = {
     HANDLERS: {
-        "local": "sealed_results.handlers.local:LocalHandler",
-        "memory": "sealed_results.handlers.memory:MemoryHandler",
-        "s3": "sealed_results.handlers.s3:S3Handler",
-        "gcs": "sealed_results.handlers.gcs:GCSHandler",
-        "azure": "sealed_results.handlers.azure:AzureBlobHandler",
+        "local": "sealed_results.handlers:LocalHandler",
+        "memory": "sealed_results.handlers:MemoryHandler",
+        "s3": "sealed_results.handlers:S3Handler",
+        "gcs": "sealed_results.handlers:GCSHandler",
+        "azure": "sealed_results.handlers:AzureBlobHandler",
     },
     KEYPROVIDERS: {
         "local": "sealed_results.keyproviders.local:LocalKeyring",
@@ -89,17 +101,11 @@ class PluginInfo:
     error: str | None = None  # a one-line summary when it does not load
 
 
-def _our_version() -> str:
-    from sealed_results import __version__
-
-    return __version__
-
-
 def _dist_of(ep: EntryPoint) -> tuple[str, str]:
     """(distribution name, version); the built-in fallback entry points have no metadata."""
     dist = ep.dist
     if dist is None:
-        return _DIST, _our_version()
+        return _DIST, __version__
     return dist.metadata["Name"] or dist.name, dist.version
 
 
@@ -223,18 +229,19 @@ def load_keyprovider_class(name: str, *, setting: str | None = None) -> type[Key
 
 
 def get_serializer(name_or_instance: str | Serializer, *, setting: str | None = None) -> Serializer:
-    """A serializer instance: given, built-in (no entry-point scan), or a plugin's."""
-    if isinstance(name_or_instance, Serializer):
-        return name_or_instance
-    if isinstance(name_or_instance, str) and name_or_instance in BUILTIN_SERIALIZERS:
-        return BUILTIN_SERIALIZERS[name_or_instance]()
-    obj = _load(SERIALIZERS, name_or_instance, setting=setting)
-    return obj if isinstance(obj, Serializer) else obj()
+    """``serializers.resolve``, with ``setting`` (a config path) in front of its messages."""
+    try:
+        return resolve(name_or_instance)
+    except ConfigError as exc:  # PluginNotFound is one
+        if not setting:
+            raise
+        raise type(exc)(f"{setting}: {exc}") from exc
 
 
 def _accepted_names(cls: type) -> set[str] | None:
     """Keyword names the constructor chain accepts; None when it takes any keyword. A subclass
-    that passes ``**options`` up (FsspecHandler -> ResultHandler) is followed along the MRO."""
+    that passes ``**options`` up (FsspecHandler -> ResultHandler) is followed along the MRO,
+    and a named handler's ``**options`` go to its ``store_class``: they are that one's names."""
     names: set[str] = set()
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass is object:
@@ -246,6 +253,10 @@ def _accepted_names(cls: type) -> set[str] | None:
         names |= {p.name for p in parameters if p.kind is not p.VAR_KEYWORD}
         if all(p.kind is not p.VAR_KEYWORD for p in parameters):
             return names
+    store_class = getattr(cls, "store_class", None)
+    if issubclass(cls, ResultHandler) and isinstance(store_class, type):
+        store_names = _accepted_names(store_class)
+        return None if store_names is None else names | (store_names - {"root"})
     return None
 
 
@@ -286,21 +297,21 @@ def _keyprovider_options(options: Any, count: int) -> list[dict[str, Any]]:
 
 
 def build_keyprovider(
-    spec: str | KeyProvider | Sequence[str | KeyProvider],
+    spec: str | KeyProvider | KeyMaterials | Sequence[str | KeyProvider | KeyMaterials],
     options: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
     *,
     setting: str = "keyprovider",
-) -> KeyProvider | list[KeyProvider]:
+) -> KeyProvider | KeyMaterials | list[KeyProvider | KeyMaterials]:
     """A key provider from an instance or a plugin name with its ``options``; for a list, a
     list of providers (``options`` then one table per entry, ``{}`` for instances)."""
     specs = list(spec) if isinstance(spec, list | tuple) else [spec]
     if not specs:
         raise ConfigError(f"{setting} names no key provider")
     tables = _keyprovider_options(options, len(specs))
-    providers: list[KeyProvider] = []
+    providers: list[KeyProvider | KeyMaterials] = []
     for index, (item, opts) in enumerate(zip(specs, tables, strict=True)):
         where = f"{setting}[{index}]" if len(specs) > 1 else setting
-        if isinstance(item, KeyProvider):
+        if isinstance(item, KeyProvider | KeyMaterials):
             if opts:
                 raise ConfigError(f"{where} is an instance; it takes no keyprovider_options")
             providers.append(item)
@@ -316,12 +327,70 @@ def build_keyprovider(
     return providers if isinstance(spec, list | tuple) else providers[0]
 
 
+def _with_cache(
+    keyprovider: KeyProvider | KeyMaterials | list[KeyProvider | KeyMaterials],
+    cache: Mapping[str, Any],
+    where: str,
+) -> KeyMaterials:
+    if isinstance(keyprovider, list):
+        keyprovider = MultiKeyProvider(*keyprovider)
+    check_options(CachingKeyProvider, dict(cache), where, keyprovider)
+    try:
+        return CachingKeyProvider(keyprovider, **cache)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def build_handler(
+    name: str,
+    /,
+    *,
+    keyprovider: str | KeyProvider | KeyMaterials | Sequence[str | KeyProvider | KeyMaterials],
+    keyprovider_options: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+    cache: Mapping[str, Any] | None = None,
+    serializer: str | Serializer | None = None,
+    setting: str | None = None,
+    **options: Any,
+) -> ResultHandler:
+    """The one handler factory: handler plugin ``name`` over the key provider(s) described by
+    ``keyprovider`` (an instance, a plugin name with ``keyprovider_options``, or a list of
+    either, then every provider wraps each data key), with a data-key cache when ``cache``
+    holds CachingKeyProvider's bounds, and ``serializer`` (an instance or a name). Other
+    ``options`` (``root``, ``storage_options``, ``segment_size``...) go to the handler class.
+
+    ``setting`` is where the description came from (``profiles.prod`` of the config file): it
+    prefixes every error message, which names settings and options, never their values.
+    """
+    at = f"{setting}." if setting else ""
+    cls = load_handler_class(name, setting=f"{at}handler" if setting else None)
+    built = build_keyprovider(keyprovider, keyprovider_options, setting=f"{at}keyprovider")
+    if isinstance(built, list) and len(built) == 1:
+        built = built[0]  # one provider in a list is that provider, not a group of one
+    providers: KeyProvider | KeyMaterials | list[KeyProvider | KeyMaterials] = built
+    if cache is not None:
+        providers = _with_cache(providers, cache, f"{at}cache")
+    if serializer is not None:
+        options["serializer"] = get_serializer(serializer, setting=f"{at}serializer")
+    check_options(
+        cls,
+        {**options, "keyprovider": providers},
+        f"{setting} settings" if setting else "handler options",
+    )
+    try:
+        return cls(keyprovider=providers, **options)
+    except ConfigError as exc:
+        if not setting:
+            raise
+        raise type(exc)(f"{setting}: {exc}") from exc
+
+
 def handler(
     name: str,
     /,
     *,
-    keyprovider: str | KeyProvider | Sequence[str | KeyProvider],
+    keyprovider: str | KeyProvider | KeyMaterials | Sequence[str | KeyProvider | KeyMaterials],
     keyprovider_options: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+    cache: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> ResultHandler:
     """Build a result handler by plugin name::
@@ -330,11 +399,13 @@ def handler(
                                    keyprovider_options={"url": ..., "key": "results"})
 
     ``keyprovider`` is an instance, a plugin name (with ``keyprovider_options``), or a list of
-    either: then every provider wraps each data key and any one of them opens it.
+    either: then every provider wraps each data key and any one of them opens it. ``cache``
+    (e.g. ``{"max_age": 300}``) puts a data-key cache in front of the provider(s).
     """
-    cls = load_handler_class(name)
-    providers = build_keyprovider(keyprovider, keyprovider_options)
-    if isinstance(options.get("serializer"), str):
-        options["serializer"] = get_serializer(options["serializer"], setting="serializer")
-    check_options(cls, {**options, "keyprovider": providers}, "handler options")
-    return cls(keyprovider=providers, **options)
+    return build_handler(
+        name,
+        keyprovider=keyprovider,
+        keyprovider_options=keyprovider_options,
+        cache=cache,
+        **options,
+    )

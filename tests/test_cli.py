@@ -15,7 +15,7 @@ import pytest
 from sealed_results.cli import main
 from sealed_results.keyproviders.local import create_keyring
 from sealed_results.plugins import HANDLERS
-from tests import leakscan
+from sealed_results.testing import leakscan
 from tests.conftest import register_keyring_secrets
 from tests.test_plugins import write_dist
 
@@ -24,6 +24,32 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+# -- the verb registry ----------------------------------------------------------------------
+def test_a_new_verb_plugs_in_without_touching_main(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import types
+
+    from sealed_results.cli.common import EXIT_OK, add_json_option, add_profile_options
+    from sealed_results.cli.main import VERBS, build_parser
+
+    def run_hello(args: argparse.Namespace) -> int:
+        print(f"hello {args.profile} {args.json}")
+        return EXIT_OK
+
+    def add_parser(subparsers: Any) -> None:
+        parser = subparsers.add_parser("hello", help="a verb for this test")
+        add_profile_options(parser)
+        add_json_option(parser)
+        parser.set_defaults(func=run_hello)
+
+    hello = types.SimpleNamespace(add_parser=add_parser)
+    args = build_parser([*VERBS, hello]).parse_args(["hello", "--profile", "p", "--json"])
+    assert args.func(args) == 0 and capsys.readouterr().out == "hello p True\n"
+    with pytest.raises(SystemExit):  # not registered in the real command
+        main(["hello"])
+    capsys.readouterr()
 
 
 # -- keys --------------------------------------------------------------------------------------

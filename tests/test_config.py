@@ -16,8 +16,8 @@ from sealed_results.config import (
     resolve_profile,
 )
 from sealed_results.errors import ConfigError, PluginNotFound
-from sealed_results.handlers.local import LocalHandler
-from tests import leakscan
+from sealed_results.handlers import LocalHandler
+from sealed_results.testing import leakscan
 
 # A value that must never appear in a message; registered with the suite-wide leak scan too.
 SECRET = "VALUE-must-not-leak-7c2e9a"
@@ -140,7 +140,6 @@ def test_all_settings(env: Path, keyring_path: Path) -> None:
         serializer = "json"
         allow_pickle = false
         segment_size = 65536
-        storage_options = { auto_mkdir = true }
         [profiles.dev.cache]
         max_age = 60
         max_uses = 100
@@ -152,9 +151,19 @@ def test_all_settings(env: Path, keyring_path: Path) -> None:
     assert (profile.serializer, profile.segment_size) == ("json", 65536)
     handler = profile.build()
     assert handler.read(handler.write([1, 2])) == [1, 2]
-    from sealed_results.keyproviders.caching import CachingKeyProvider
+    from sealed_results.keyproviders import CachingKeyProvider
 
-    assert isinstance(handler._keyprovider, CachingKeyProvider)
+    assert isinstance(handler.keyprovider, CachingKeyProvider)
+
+
+def test_options_the_handler_does_not_take_are_named(env: Path, keyring_path: Path) -> None:
+    # A local handler's store takes no storage_options: refused before anything is built.
+    write(env / "work" / "sealed-results.toml", local_profile("dev", keyring_path) + f"""
+        storage_options = {{ auto_mkdir = "{SECRET}" }}
+    """)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"profiles\.dev settings do not fit") as caught:
+        from_profile("dev")
+    assert "'storage_options'" in str(caught.value) and SECRET not in str(caught.value)
 
 
 def test_several_keyproviders(env: Path, keyring_path: Path, tmp_path: Path) -> None:
@@ -239,6 +248,12 @@ SECRET_SETTINGS = [
     "storage_options.sse_customer_key",
     "storage_options.client_kwargs.aws_secret_access_key",
     "storage_options.Account-Key",
+    # One rule set for every spelling and depth (sealed_results.options): the SDKs' CamelCase.
+    "storage_options.s3_additional_kwargs.SSECustomerKey",
+    "storage_options.client_kwargs.headers.Authorization",
+    "storage_options.Authorization",
+    "keyprovider_options.Authorization",
+    "keyprovider_options.RoleId",
 ]
 
 

@@ -17,11 +17,10 @@ import pytest
 import sealed_results
 from sealed_results import plugins
 from sealed_results.errors import ConfigError, PluginNotFound
-from sealed_results.handlers.local import LocalHandler
-from sealed_results.handlers.memory import MemoryHandler
+from sealed_results.handlers import LocalHandler, MemoryHandler
 from sealed_results.keyproviders.local import LocalKeyring
 from sealed_results.serializers import JsonSerializer, MsgpackSerializer
-from tests import leakscan
+from sealed_results.testing import leakscan
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -81,7 +80,7 @@ def make_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeD
 
 
 GOOD_HANDLER = (
-    "from sealed_results.handlers.memory import MemoryHandler\n"
+    "from sealed_results.handlers import MemoryHandler\n"
     "class GoodHandler(MemoryHandler):\n"
     "    name = 'good'\n"
 )
@@ -262,7 +261,6 @@ def test_handler_by_name_with_instance_and_serializer(
 def test_handler_by_name_with_several_keyproviders(
     tmp_path: Path, keyring_path: Path, keyring: LocalKeyring
 ) -> None:
-    pytest.importorskip("sealed_results.keyproviders.multi")
     from sealed_results.keyproviders.local import create_keyring
 
     second = create_keyring(tmp_path / "second.json")
@@ -275,6 +273,36 @@ def test_handler_by_name_with_several_keyproviders(
     token = h.write("both")
     alone = plugins.handler("local", root=str(tmp_path / "r"), keyprovider=keyring)
     assert alone.read(token) == "both"
+
+
+def test_one_factory_for_handler_and_profiles(tmp_path: Path, keyring_path: Path) -> None:
+    from sealed_results.keyproviders import CachingKeyProvider
+
+    # sealed_results.handler takes a cache table like a profile does, through build_handler.
+    h = sealed_results.handler(
+        "local",
+        root=str(tmp_path / "r"),
+        keyprovider=["local"],  # a list of one is that provider
+        keyprovider_options=[{"path": str(keyring_path)}],
+        cache={"max_uses": 5},
+        serializer="json",
+    )
+    assert isinstance(h.keyprovider, CachingKeyProvider)
+    assert h.read(h.write({"a": [1]})) == {"a": [1]}
+    with pytest.raises(ConfigError, match=r"^profiles\.x\.cache: "):
+        plugins.build_handler(
+            "local",
+            root=str(tmp_path / "r"),
+            keyprovider="local",
+            keyprovider_options={"path": str(keyring_path)},
+            cache={"max_age": -1},
+            setting="profiles.x",
+        )
+    with pytest.raises(PluginNotFound, match=r"^profiles\.x\.serializer: no serializer plugin"):
+        plugins.build_handler(
+            "memory", root="memory://x", keyprovider="local", keyprovider_options={"path": "k"},
+            serializer="no-such-serializer", setting="profiles.x",
+        )  # fmt: skip
 
 
 def test_handler_option_errors_name_options_not_values(

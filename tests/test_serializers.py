@@ -13,6 +13,7 @@ import pickle
 import string
 import subprocess
 import sys
+import threading
 import uuid
 from collections import OrderedDict
 from pathlib import Path, PosixPath, PurePosixPath, PureWindowsPath
@@ -28,15 +29,17 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 from hypothesis.extra import pandas as pdst
 
-from sealed_results.errors import SerializationError
+from sealed_results.errors import PluginNotFound, SerializationError
 from sealed_results.serializers import (
     BUILTIN_SERIALIZERS,
+    MAX_DEPTH,
     JsonSerializer,
     MsgpackSerializer,
     PickleSerializer,
     RawBytesSerializer,
     Serializer,
     get_serializer,
+    resolve,
 )
 
 MARKER = "SECRET-PLAINTEXT-MARKER"
@@ -724,17 +727,238 @@ def test_raw_bytes_refuses_other_types(value: Any) -> None:
     assert MARKER not in str(info.value)
 
 
-def test_get_serializer() -> None:
+def test_resolve() -> None:
+    assert get_serializer is resolve  # the earlier name
     assert set(BUILTIN_SERIALIZERS) == {"msgpack", "json", "pickle", "bytes"}
     for name, cls in BUILTIN_SERIALIZERS.items():
-        serializer = get_serializer(name)
+        serializer = resolve(name)
         assert type(serializer) is cls and serializer.name == name and name.isascii()
         assert isinstance(pickle.loads(pickle.dumps(serializer)), cls)  # handlers get pickled
     custom = JsonSerializer()
-    assert get_serializer(custom) is custom
+    assert resolve(custom) is custom
     assert isinstance(custom, Serializer)
-    with pytest.raises(SerializationError) as info:
-        get_serializer("yaml-" + MARKER)
+    with pytest.raises(PluginNotFound) as info:
+        resolve("yaml-" + MARKER)
     message = str(info.value)
-    assert MARKER not in message
+    assert MARKER not in message and "pip install" in message
     assert all(name in message for name in BUILTIN_SERIALIZERS)
+
+
+# -- zero-copy hooks ----------------------------------------------------------------------------
+
+BIG = os.urandom(1 << 16)
+
+
+class Plain(Serializer):
+    """A serializer that overrides nothing but dumps/loads: the hooks' defaults."""
+
+    name = "plain-test"
+
+    def dumps(self, value: Any) -> bytes:
+        return JSON.dumps(value)
+
+    def loads(self, data: Any) -> Any:
+        return JSON.loads(data)
+
+
+@pytest.mark.parametrize("serializer", [MSGPACK, JSON, PICKLE, RAW, Plain()], ids=lambda s: s.name)
+@pytest.mark.parametrize("value", [b"", b"abc", BIG, BIG + b"x", b"y" * 300], ids=len)
+def test_hooks_agree_with_dumps_and_loads(serializer: Serializer, value: bytes) -> None:
+    if isinstance(serializer, JsonSerializer | Plain):
+        value = value.hex()  # type: ignore[assignment]
+    serialized = serializer.dumps(value)
+    parts = serializer.dump_parts(value)
+    assert b"".join(parts) == serialized
+    segment = 1 << 16
+    for first_size in (segment, 1, 0, len(serialized)):
+        first = memoryview(serialized)[:first_size]
+        cut = serializer.split_point(first, len(serialized))
+        assert 0 <= cut <= len(serialized)
+        head, rest = serialized[:cut], serialized[cut:]
+        assert serializer.load_parts(memoryview(head), rest) == value
+
+
+def test_msgpack_large_bytes_skip_every_copy() -> None:
+    parts = MSGPACK.dump_parts(BIG)
+    assert parts == (b"\xc6" + len(BIG).to_bytes(4, "big"), BIG) and parts[1] is BIG
+    serialized = MSGPACK.dumps(BIG)
+    assert MSGPACK.split_point(memoryview(serialized)[: 1 << 16], len(serialized)) == 5
+    rest = serialized[5:]
+    assert MSGPACK.load_parts(serialized[:5], rest) is rest  # the reader's buffer, no copy
+    small = MSGPACK.dumps(b"abc")  # bin 8 below the zero-copy size: still one bin value
+    assert MSGPACK.dump_parts(b"abc") == (small,)
+    assert MSGPACK.split_point(memoryview(small), len(small)) == 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[BIG], {"k": BIG}, (BIG,), bytearray(BIG), "s" * 70000, 7],
+    ids=lambda v: type(v).__name__,
+)
+def test_msgpack_split_point_is_zero_unless_one_bin_value(value: Any) -> None:
+    serialized = MSGPACK.dumps(value)
+    assert MSGPACK.dump_parts(value) == (serialized,)
+    assert MSGPACK.split_point(memoryview(serialized)[: 1 << 16], len(serialized)) == 0
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=12), st.integers(0, 1 << 33))
+def test_split_point_never_raises(first: bytes, total: int) -> None:
+    for serializer in (MSGPACK, JSON, PICKLE, RAW):
+        assert 0 <= serializer.split_point(memoryview(first), total) <= max(total, len(first))
+
+
+def test_msgpack_load_parts_refuses_a_header_that_does_not_span() -> None:
+    header = b"\xc6" + (10).to_bytes(4, "big")
+    with pytest.raises(SerializationError):
+        MSGPACK.load_parts(header, b"short")  # 5 bytes where the header says 10
+
+
+# -- nesting bound: writers refuse, readers refuse before recursing -----------------------------
+
+
+def nested(kind: str, levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = {"list": [value], "tuple": (value,), "dict": {"k": value}}[kind]
+        value = frozenset({value}) if kind == "frozenset" else value
+    return value
+
+
+def _deep_msgpack(kind: str, levels: int) -> bytes:
+    """A payload no writer of ours makes: ``levels`` of nesting, bottom up."""
+    data = msgpack.packb(1)
+    for _ in range(levels):
+        if kind == "array":
+            data = b"\x91" + data
+        elif kind == "map":
+            data = b"\x81\xa1k" + data
+        else:  # a tuple extension value around the payload so far, in a one-item array
+            data = msgpack.packb(msgpack.ExtType(2, b"\x91" + data))
+    return data
+
+
+DEEP_MSGPACK = {
+    "arrays": _deep_msgpack("array", 10_000),
+    "maps": _deep_msgpack("map", 10_000),
+    "tuples": _deep_msgpack("tuple", 10_000),
+    "tuples-then-arrays": msgpack.packb(
+        msgpack.ExtType(2, b"\x91" + msgpack.packb(msgpack.ExtType(2, _deep_msgpack("array", 900))))
+    ),
+    "arrays-65": _deep_msgpack("array", MAX_DEPTH + 1),
+    "tuples-65": _deep_msgpack("tuple", MAX_DEPTH + 1),
+}
+
+
+@pytest.mark.parametrize("kind", ["list", "tuple", "dict"])
+def test_depth_bound_on_write_and_read(kind: str) -> None:
+    deepest = nested(kind, MAX_DEPTH)
+    assert_same(deepest, roundtrip(deepest))
+    assert JSON.loads(JSON.dumps(deepest)) == JSON.loads(JSON.dumps(deepest))
+    for serializer in (MSGPACK, JSON):
+        with pytest.raises(SerializationError, match=f"more than {MAX_DEPTH} levels") as info:
+            serializer.dumps([MARKER, nested(kind, MAX_DEPTH)])
+        assert MARKER not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "leaf",
+    [
+        np.zeros(2),
+        np.float32(1),
+        pd.DataFrame({"t": pd.date_range("2020", periods=2, tz="Europe/Paris"), "o": [[1], (2,)]}),
+        pd.Series([1, 2], index=pd.MultiIndex.from_tuples([("a", 1), ("b", 2)])),
+        dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_depth_counts_extension_values_as_written(leaf: Any) -> None:
+    # numpy and pandas values take levels of their own (their encodings hold lists); the reader
+    # counts them exactly as the writer does, so the deepest value written still reads back.
+    value, written = leaf, 0
+    while True:
+        try:
+            data = MSGPACK.dumps((value,))
+        except SerializationError:
+            break
+        value, written = (value,), written + 1
+    assert MAX_DEPTH - 10 <= written <= MAX_DEPTH
+    assert_same(value, MSGPACK.loads(MSGPACK.dumps(value)))
+    assert data
+
+
+def test_self_reference_is_refused() -> None:
+    loop: list[Any] = [MARKER]
+    loop.append(loop)
+    for serializer in (MSGPACK, JSON):
+        with pytest.raises(SerializationError) as info:
+            serializer.dumps(loop)
+        assert MARKER not in str(info.value)
+
+
+READ_DEPTH = f"nests values more than {MAX_DEPTH} levels deep"
+
+
+@pytest.mark.parametrize("name", DEEP_MSGPACK)
+def test_msgpack_deep_payload_is_refused(name: str) -> None:
+    with pytest.raises(SerializationError, match=READ_DEPTH):
+        MSGPACK.loads(DEEP_MSGPACK[name])
+
+
+DEEP_JSON = {
+    "arrays": b"[" * 10_000 + b"]" * 10_000,
+    "objects": b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+    "arrays-65": b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1),
+}
+
+
+@pytest.mark.parametrize("name", DEEP_JSON)
+def test_json_deep_payload_is_refused(name: str) -> None:
+    with pytest.raises(SerializationError, match=READ_DEPTH):
+        JSON.loads(DEEP_JSON[name])
+    # Brackets inside strings are text, not nesting.
+    assert JSON.loads(b'["' + b"[" * 10_000 + b'"]') == ["[" * 10_000]
+
+
+def test_json_unbalanced_deep_payload_is_malformed() -> None:
+    with pytest.raises(SerializationError, match="not valid UTF-8 JSON"):
+        JSON.loads(b"[" * 100_000)
+
+
+def _load_everything_deep() -> list[str]:
+    outcomes = []
+    for payloads, serializer in ((DEEP_MSGPACK, MSGPACK), (DEEP_JSON, JSON)):
+        for data in payloads.values():
+            try:
+                serializer.loads(data)
+                outcomes.append("loaded")
+            except SerializationError:
+                outcomes.append("refused")
+    return outcomes
+
+
+def test_deep_payloads_are_refused_in_a_thread_with_a_small_stack() -> None:
+    outcomes: list[Any] = []
+    previous = threading.stack_size(256 * 1024)
+    try:
+        thread = threading.Thread(target=lambda: outcomes.extend(_load_everything_deep()))
+        thread.start()
+    finally:
+        threading.stack_size(previous)
+    thread.join(60)
+    assert outcomes == ["refused"] * (len(DEEP_MSGPACK) + len(DEEP_JSON))
+
+
+def test_deep_payloads_do_not_crash_a_reader_process() -> None:
+    # A crash would be a signal (rc -11), not an exception: only a child process can show it.
+    code = (
+        "import threading, tests.test_serializers as t\n"
+        "threading.stack_size(256 * 1024)\n"
+        "out = []\n"
+        "th = threading.Thread(target=lambda: out.extend(t._load_everything_deep()))\n"
+        "th.start(); th.join()\n"
+        "assert set(t._load_everything_deep()) == set(out) == {'refused'}, out\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, timeout=120, capture_output=True)
+    assert done.returncode == 0, done.stderr[-2000:]

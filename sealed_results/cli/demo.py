@@ -6,6 +6,7 @@ per result) and what lands in your storage (random names, ciphertext only).
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -15,10 +16,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sealed_results.handlers.local import LocalHandler
+from sealed_results.handlers import LocalHandler
 from sealed_results.keyproviders.local import LocalKeyring, create_keyring
 
-__all__ = ["run_demo"]
+__all__ = ["add_parser", "run_demo"]
 
 
 def _results() -> dict[str, Any]:
@@ -53,8 +54,11 @@ def run_demo(root: str | None = None) -> int:
 
         print("sealed-results demo: local disk + local keyring, no servers\n")
         tokens: dict[str, str] = {}
+        names: dict[str, str] = {}  # the stored object of each result, to tamper with one
         for label, value in _results().items():
+            before = set(handler.list_objects())
             tokens[label] = handler.write(value)
+            (names[label],) = set(handler.list_objects()) - before
         big = os.urandom(3 * 1024 * 1024)
         tokens["3 MiB model weights (streamed)"] = handler.write_stream(io.BytesIO(big))
 
@@ -85,7 +89,7 @@ def run_demo(root: str | None = None) -> int:
         print(f"   {'3 MiB model weights (streamed)':32} {verdict}")
 
         label = "model metrics"
-        tampered = base / "results" / handler._locate(tokens[label])[0].hex()
+        tampered = base / "results" / names[label]
         flipped = bytearray(tampered.read_bytes())
         flipped[-1] ^= 1
         tampered.write_bytes(bytes(flipped))
@@ -96,3 +100,15 @@ def run_demo(root: str | None = None) -> int:
         except Exception as exc:  # the point is to show what a reader gets
             print(f"\n4. One bit flipped in storage: read raises {type(exc).__name__}: {exc}")
         return 0 if ok and not leaked else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    return run_demo(root=args.root)
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="write and read a few results on local disk, no servers"
+    )
+    parser.add_argument("--root", help="directory to use (default: a new temporary directory)")
+    parser.set_defaults(func=_run)

@@ -9,18 +9,21 @@ type, since its text may carry any of those.
 
 from __future__ import annotations
 
+import argparse
 import functools
+import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sealed_results.cli.common import add_json_option, add_profile_options
 from sealed_results.config import Profile, load_config, resolve_profile
 from sealed_results.errors import ConfigError, IntegrityError, SealedResultsError
-from sealed_results.handlers.base import KEYSET_NAME, ResultHandler
-from sealed_results.keyproviders.base import KeyProvider
+from sealed_results.handlers import ResultHandler
+from sealed_results.keyproviders import KeyProvider
 
-__all__ = ["Check", "DoctorReport", "run_doctor"]
+__all__ = ["Check", "DoctorReport", "add_parser", "run_doctor"]
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
@@ -136,8 +139,7 @@ def run_doctor(
 
     # The concrete providers behind composites (several providers, the cache), each reached
     # directly: a cached wrap would not prove the provider answers.
-    composite: KeyProvider = handler.keyprovider
-    providers = composite.providers()
+    providers = handler.keyprovider.providers()
     keys_ok = True
     for index, provider in enumerate(providers):
         name = "keyprovider" if len(providers) == 1 else f"keyprovider[{index}]"
@@ -145,7 +147,7 @@ def run_doctor(
 
     def store_step() -> str:
         # Listing one name proves the store answers; a root not created yet is empty, not bad.
-        next(iter(handler._list_names()), None)
+        next(iter(handler.list_objects()), None)
         return "reachable"
 
     if not (run.step("store", store_step) and keys_ok):
@@ -153,9 +155,11 @@ def run_doctor(
         return report
 
     def keyset_step() -> str:
-        existed = handler._exists(KEYSET_NAME)
-        handler._tokens()
-        return "opened" if existed else "created (first use of this root)"
+        existed = handler.keyset_exists()
+        count = handler.open_keyset()
+        if not existed:
+            return "created (first use of this root)"
+        return f"opened ({count} token key{'s' if count != 1 else ''})"
 
     hint = "is this the key provider that wrote this root?"
     if not run.step("token keys", keyset_step, hint=hint):
@@ -186,3 +190,27 @@ def run_doctor(
     run.step("read", read_step)
     run.step("delete", delete_step)  # even after a failed read: leave no probe behind
     return report
+
+
+def _run(args: argparse.Namespace) -> int:
+    report = run_doctor(args.profile, path=args.config)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return report.exit_code
+    label = repr(report.profile) if report.profile else "(not resolved)"
+    print(f"sealed-results doctor: profile {label}")
+    width = max(len(check.step) for check in report.checks)
+    for check in report.checks:
+        print(f"  {check.status}  {check.step.ljust(width)}  {check.detail}")
+    failed = sum(check.status == "FAIL" for check in report.checks)
+    print("all checks passed" if report.ok else f"{failed} check(s) failed")
+    return report.exit_code
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "doctor", help="check a profile end to end: config, key provider, store, a probe result"
+    )
+    add_profile_options(parser)
+    add_json_option(parser)
+    parser.set_defaults(func=_run)

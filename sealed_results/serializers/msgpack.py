@@ -1,11 +1,4 @@
-"""Serializers: how a value becomes the plaintext bytes that get sealed, and back.
-
-Every sealed payload records the ``name`` of the serializer that wrote it, so a reader picks the
-right one without being told. ``msgpack`` is the default; ``json`` is for interop; ``bytes``
-stores bytes as they are; ``pickle`` runs code on load and is only used on explicit opt-in.
-
-Errors never quote the value (it may be secret plaintext): a refusal names the value's type,
-and a decoding failure says only that the bytes do not decode.
+"""The msgpack serializer (the default): compact, exact, and with extension types.
 
 msgpack extension codes
 -----------------------
@@ -42,76 +35,43 @@ code  type                                       payload
 ``tz`` is None (naive), ``[0, utc offset in microseconds, name or None]`` for a fixed-offset
 ``datetime.timezone``, or ``[1, key]`` for a ``zoneinfo.ZoneInfo``. Codes 14-31 are reserved
 for more standard-library types and 37-63 for more third-party ones; negative codes belong to
-the msgpack spec. The numpy and pandas encodings are described in ``_msgpack_ext``.
+the msgpack spec. The numpy and pandas encodings are described in ``msgpack_ext``.
+
+Reading is bounded: values nest at most ``MAX_DEPTH`` levels (see ``base``), checked before a
+set is hashed or a nested payload is decoded, and nested extension payloads are decoded by
+heap-allocated unpackers rather than by ``msgpack.unpackb``, whose 40 KiB context sits on the C
+stack: one call per level would crash a reader in a thread with a small stack.
 """
 
 from __future__ import annotations
 
-import abc
 import datetime as dt
 import decimal
-import json
 import os
-import pickle
 import struct
 import uuid
 import zoneinfo
 from collections.abc import Callable
 from pathlib import PosixPath, PurePath, PurePosixPath, PureWindowsPath, WindowsPath
-from typing import Any, ClassVar
+from typing import Any
 
 import msgpack
 
-from sealed_results import _msgpack_ext
 from sealed_results.errors import SerializationError
+from sealed_results.serializers import msgpack_ext
+from sealed_results.serializers.base import (
+    MAX_DEPTH,
+    PICKLE_HINT,
+    BytesLike,
+    Serializer,
+    refusal,
+    too_deep,
+    type_name,
+)
 
-__all__ = [
-    "BUILTIN_SERIALIZERS",
-    "JsonSerializer",
-    "MsgpackSerializer",
-    "PickleSerializer",
-    "RawBytesSerializer",
-    "Serializer",
-    "get_serializer",
-]
+__all__ = ["MALFORMED", "MsgpackSerializer"]
 
-BytesLike = bytes | bytearray | memoryview
-
-_PICKLE_HINT = "choose serializer='pickle' (explicit opt-in, trusted readers only)"
-
-
-def _type_name(value: Any) -> str:
-    return f"{type(value).__module__}.{type(value).__qualname__}"
-
-
-def _refusal(format_name: str, value: Any) -> SerializationError:
-    return SerializationError(
-        f"{format_name} cannot encode values of type {_type_name(value)!r}; "
-        f"convert it to supported types, or {_PICKLE_HINT}"
-    )
-
-
-class Serializer(abc.ABC):
-    """Turns a value into bytes and back.
-
-    ``name`` is stored inside every sealed payload, so it is a short ascii id that must never
-    change once payloads exist. ``loads`` gets any bytes-like object (readers pass a
-    ``memoryview`` of the decrypted plaintext to avoid a copy).
-    """
-
-    name: ClassVar[str]
-    requires_opt_in: ClassVar[bool] = False
-
-    @abc.abstractmethod
-    def dumps(self, value: Any) -> bytes:
-        """The bytes of ``value``; SerializationError if this serializer refuses it."""
-
-    @abc.abstractmethod
-    def loads(self, data: BytesLike) -> Any:
-        """The value encoded in ``data``; SerializationError if it does not decode."""
-
-
-# -- msgpack ---------------------------------------------------------------------------------
+MALFORMED = "the payload is not valid msgpack for this format"
 
 _BIGINT, _TUPLE, _SET, _FROZENSET, _BYTEARRAY, _COMPLEX = 1, 2, 3, 4, 5, 6
 _DATETIME, _DATE, _TIME, _TIMEDELTA, _DECIMAL, _UUID, _PATH = 7, 8, 9, 10, 11, 12, 13
@@ -124,6 +84,19 @@ _PATH_KINDS: _PathTypes = (PurePosixPath, PureWindowsPath, PosixPath, WindowsPat
 _PATH_DECODE: _PathTypes = (PurePosixPath, PureWindowsPath, PosixPath, PureWindowsPath)
 if os.name == "nt":
     _PATH_DECODE = (PurePosixPath, PureWindowsPath, PurePosixPath, WindowsPath)
+
+# Zero-copy bytes: below this a packed copy is cheaper than the extra bookkeeping.
+_ZERO_COPY_MIN = 1 << 16
+_BIN_WIDTHS = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # msgpack bin 8/16/32: tag byte, then a length
+
+# Types the packer takes as they are, exactly as _to_native would leave them, and the only
+# leaves the unpacker makes: a list or dict holding only these needs no rebuilt copy and no
+# depth walk. (An int out of range reaches _backstop, which makes the same extension value
+# _to_native would.) Checked with map(type, ...) at C speed.
+_NATIVE_LEAVES = frozenset({str, float, bool, bytes, int, type(None)})
+
+
+# -- writing ---------------------------------------------------------------------------------
 
 
 def _pack(native: Any) -> bytes:
@@ -139,7 +112,7 @@ def _pack(native: Any) -> bytes:
 def _backstop(value: Any) -> Any:
     if type(value) is int:  # out of msgpack's range: the same extension _to_native makes
         return _bigint(value)
-    raise _refusal("msgpack", value)
+    raise refusal("msgpack", value)
 
 
 def _tz_to_native(tz: dt.tzinfo | None, owner: Any) -> Any:
@@ -155,19 +128,8 @@ def _tz_to_native(tz: dt.tzinfo | None, owner: Any) -> Any:
         return [1, tz.key]
     raise SerializationError(
         f"msgpack cannot encode {type(owner).__name__} values whose tzinfo is of type "
-        f"{_type_name(tz)!r}; use datetime.timezone or zoneinfo.ZoneInfo, or {_PICKLE_HINT}"
+        f"{type_name(tz)!r}; use datetime.timezone or zoneinfo.ZoneInfo, or {PICKLE_HINT}"
     )
-
-
-def _tz_from_native(spec: Any) -> dt.tzinfo | None:
-    if spec is None:
-        return None
-    if spec[0] == 0:
-        offset = dt.timedelta(microseconds=spec[1])
-        return dt.timezone(offset) if spec[2] is None else dt.timezone(offset, spec[2])
-    if spec[0] == 1:
-        return zoneinfo.ZoneInfo(spec[1])
-    raise ValueError("unknown tz kind")
 
 
 def _ext(code: int, native: Any) -> msgpack.ExtType:
@@ -194,10 +156,8 @@ def _path(value: PurePath) -> msgpack.ExtType:
     return _ext(_PATH, [_PATH_KINDS.index(type(value)), str(value)])
 
 
-_ENCODERS: dict[type, Callable[[Any], msgpack.ExtType]] = {
-    tuple: lambda v: _ext(_TUPLE, [_to_native(x) for x in v]),
-    set: lambda v: _ext(_SET, [_to_native(x) for x in v]),
-    frozenset: lambda v: _ext(_FROZENSET, [_to_native(x) for x in v]),
+# Values that are one extension value each and do not nest (no depth of their own).
+_SCALAR_ENCODERS: dict[type, Callable[[Any], msgpack.ExtType]] = {
     bytearray: lambda v: msgpack.ExtType(_BYTEARRAY, bytes(v)),
     complex: lambda v: msgpack.ExtType(_COMPLEX, _COMPLEX_STRUCT.pack(v.real, v.imag)),
     dt.datetime: _datetime,
@@ -208,16 +168,19 @@ _ENCODERS: dict[type, Callable[[Any], msgpack.ExtType]] = {
     uuid.UUID: lambda v: msgpack.ExtType(_UUID, v.bytes),
     **dict.fromkeys(_PATH_KINDS, _path),
 }
+_COLLECTION_CODES: dict[type, int] = {tuple: _TUPLE, set: _SET, frozenset: _FROZENSET}
 
 
-# Types the packer takes as they are, exactly as _to_native would leave them: a list or dict
-# holding only these needs no rebuilt copy. (An int out of range reaches _backstop, which
-# makes the same extension value _to_native would.) Checked with map(type, ...) at C speed.
-_NATIVE_LEAVES = frozenset({str, float, bool, bytes, int, type(None)})
+def _items(values: Any, room: int) -> list[Any]:
+    items = list(values)
+    if _NATIVE_LEAVES.issuperset(map(type, items)):
+        return items
+    return [item if type(item) in _NATIVE_LEAVES else _to_native(item, room) for item in items]
 
 
-def _to_native(value: Any) -> Any:
-    """``value`` rebuilt from msgpack-native types and ExtTypes only.
+def _to_native(value: Any, room: int) -> Any:
+    """``value`` rebuilt from msgpack-native types and ExtTypes only, nesting at most ``room``
+    more levels.
 
     The packer's ``default`` hook cannot do this job alone: msgpack packs bytearray and
     memoryview natively, even with strict_types, so they would come back as bytes.
@@ -227,46 +190,65 @@ def _to_native(value: Any) -> Any:
         return value
     if cls is int:
         return value if _INT_MIN <= value <= _INT_MAX else _bigint(value)
-    if cls is list:
-        if _NATIVE_LEAVES.issuperset(map(type, value)):
-            return value
-        return [item if type(item) in _NATIVE_LEAVES else _to_native(item) for item in value]
-    if cls is dict:
-        if _NATIVE_LEAVES.issuperset(map(type, value)):  # the usual case: str keys
-            if _NATIVE_LEAVES.issuperset(map(type, value.values())):
-                return value
+    if cls is list or cls is dict or cls in _COLLECTION_CODES:
+        if room == 0:  # a self-reference ends here too, instead of in a RecursionError
+            raise too_deep("msgpack", reading=False)
+        if cls is list:
+            return value if _NATIVE_LEAVES.issuperset(map(type, value)) else _items(value, room - 1)
+        if cls is dict:
+            if _NATIVE_LEAVES.issuperset(map(type, value)):  # the usual case: str keys
+                if _NATIVE_LEAVES.issuperset(map(type, value.values())):
+                    return value
+                return dict(zip(value, _items(value.values(), room - 1), strict=True))
             return {
-                key: item if type(item) in _NATIVE_LEAVES else _to_native(item)
-                for key, item in value.items()
+                _to_native(key, room - 1): _to_native(item, room - 1) for key, item in value.items()
             }
-        return {_to_native(key): _to_native(item) for key, item in value.items()}
-    encoder = _ENCODERS.get(cls)
+        return _ext(_COLLECTION_CODES[cls], _items(value, room - 1))
+    encoder = _SCALAR_ENCODERS.get(cls)
     if encoder is not None:
         return encoder(value)
-    extension = _msgpack_ext.encode(value)
+    extension = msgpack_ext.encode(value)
     if extension is not None:
         code, native = extension
-        return _ext(code, _to_native(native))
-    raise _refusal("msgpack", value)
+        return _ext(code, _to_native(native, room))  # ``native`` is a list: it takes a level
+    raise refusal("msgpack", value)
 
 
-def _unpack(data: BytesLike) -> Any:
-    return msgpack.unpackb(data, strict_map_key=False, ext_hook=_ext_hook, raw=False)
+def _encode_failure(exc: Exception, value: Any) -> str:
+    if isinstance(exc, UnicodeEncodeError):
+        return f"msgpack cannot encode str values with lone surrogates; {PICKLE_HINT}"
+    if isinstance(exc, ValueError):  # the packer's own limits
+        return "msgpack cannot encode parts of 4 GiB or more"
+    return f"msgpack failed to encode a value of type {type_name(value)!r}"
 
 
-def _decode_datetime(data: bytes) -> dt.datetime:
-    year, month, day, hour, minute, second, microsecond, fold, tz = _unpack(data)
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _tz_from_native(spec: Any) -> dt.tzinfo | None:
+    if spec is None:
+        return None
+    if spec[0] == 0:
+        offset = dt.timedelta(microseconds=spec[1])
+        return dt.timezone(offset) if spec[2] is None else dt.timezone(offset, spec[2])
+    if spec[0] == 1:
+        return zoneinfo.ZoneInfo(spec[1])
+    raise ValueError("unknown tz kind")
+
+
+def _decode_datetime(plain: Any) -> dt.datetime:
+    year, month, day, hour, minute, second, microsecond, fold, tz = plain
     tzinfo = _tz_from_native(tz)
     return dt.datetime(year, month, day, hour, minute, second, microsecond, tzinfo, fold=fold)
 
 
-def _decode_time(data: bytes) -> dt.time:
-    hour, minute, second, microsecond, fold, tz = _unpack(data)
+def _decode_time(plain: Any) -> dt.time:
+    hour, minute, second, microsecond, fold, tz = plain
     return dt.time(hour, minute, second, microsecond, _tz_from_native(tz), fold=fold)
 
 
-def _decode_path(data: bytes) -> PurePath:
-    kind, text = _unpack(data)
+def _decode_path(plain: Any) -> PurePath:
+    kind, text = plain
     if type(kind) is not int or not 0 <= kind < len(_PATH_DECODE) or type(text) is not str:
         raise TypeError("malformed path")
     return _PATH_DECODE[kind](text)
@@ -279,41 +261,143 @@ def _decode_decimal(data: bytes) -> decimal.Decimal:
     return decimal.Decimal(data.decode("ascii"))
 
 
-_DECODERS: dict[int, Callable[[bytes], Any]] = {
+# Extension payloads that are raw bytes, not msgpack.
+_RAW_DECODERS: dict[int, Callable[[bytes], Any]] = {
     _BIGINT: lambda d: int.from_bytes(d, "big", signed=True),
-    _TUPLE: lambda d: tuple(_unpack(d)),
-    _SET: lambda d: set(_unpack(d)),
-    _FROZENSET: lambda d: frozenset(_unpack(d)),
     _BYTEARRAY: bytearray,
     _COMPLEX: lambda d: complex(*_COMPLEX_STRUCT.unpack(d)),
-    _DATETIME: _decode_datetime,
-    _DATE: lambda d: dt.date(*_unpack(d)),
-    _TIME: _decode_time,
-    _TIMEDELTA: lambda d: dt.timedelta(*_unpack(d)),
     _DECIMAL: _decode_decimal,
     _UUID: lambda d: uuid.UUID(bytes=d),
+}
+# Extension payloads that are msgpack holding no extension values: decoding one cannot recurse.
+_LEAF_DECODERS: dict[int, Callable[[Any], Any]] = {
+    _DATETIME: _decode_datetime,
+    _DATE: lambda p: dt.date(*p),
+    _TIME: _decode_time,
+    _TIMEDELTA: lambda p: dt.timedelta(*p),
     _PATH: _decode_path,
+    msgpack_ext.NDARRAY: lambda p: msgpack_ext.decode(msgpack_ext.NDARRAY, p),
+    msgpack_ext.SCALAR: lambda p: msgpack_ext.decode(msgpack_ext.SCALAR, p),
 }
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    decoder = _DECODERS.get(code)
-    if decoder is not None:
-        return decoder(data)
-    if code in _msgpack_ext.CODES:
-        return _msgpack_ext.decode(code, _unpack(data))
-    raise SerializationError(
-        "the msgpack payload uses an extension type this release does not know "
-        "(written by a newer sealed-results?)"
-    )
+# Extension payloads that may hold any values, extension values included.
+def _pandas_decoder(code: int) -> Callable[[Any], Any]:
+    return lambda plain: msgpack_ext.decode(code, plain)
 
 
-def _encode_failure(exc: Exception, value: Any) -> str:
-    if isinstance(exc, UnicodeEncodeError):
-        return f"msgpack cannot encode str values with lone surrogates; {_PICKLE_HINT}"
-    if isinstance(exc, RecursionError | ValueError):  # ValueError: the packer's own limits
-        return "msgpack cannot encode values nested this deeply or parts of 4 GiB or more"
-    return f"msgpack failed to encode a value of type {_type_name(value)!r}"
+_CONTAINER_DECODERS: dict[int, Callable[[Any], Any]] = {
+    _TUPLE: tuple,
+    _SET: set,
+    _FROZENSET: frozenset,
+    **{
+        code: _pandas_decoder(code)
+        for code in msgpack_ext.CODES - {msgpack_ext.NDARRAY, msgpack_ext.SCALAR}
+    },
+}
+# Codes whose values count as levels, exactly as _to_native counts them when writing.
+_COUNTED = frozenset({*_CONTAINER_DECODERS, *msgpack_ext.CODES})
+_POOLED_MAX = 1 << 20  # an unpacker that held a larger payload is dropped, freeing its buffer
+
+
+def _no_extensions(code: int, data: bytes) -> Any:
+    raise ValueError("an extension value where none belongs")
+
+
+class _Reader:
+    """The state of one ``loads``: nesting so far, the depth of each value built from an
+    extension, and unpackers to reuse (one per nesting level in use)."""
+
+    __slots__ = ("free", "kept", "nesting")
+
+    def __init__(self) -> None:
+        self.nesting = 0
+        # id -> (levels, value): the value is held so its id cannot be reused meanwhile.
+        self.kept: dict[int, tuple[int, Any]] = {}
+        self.free: list[msgpack.Unpacker] = []
+
+    def height(self, value: Any, room: int = MAX_DEPTH) -> int:
+        """How many levels ``value`` nests; too_deep as soon as it exceeds ``room``."""
+        cls = type(value)
+        if cls is list or cls is dict:
+            if room == 0:
+                raise too_deep("msgpack", reading=True)
+            items: Any = value
+            if cls is dict:
+                if _NATIVE_LEAVES.issuperset(map(type, value)):
+                    items = value.values()
+                else:
+                    items = [*value, *value.values()]
+            if _NATIVE_LEAVES.issuperset(map(type, items)):
+                return 1
+            return 1 + max(self.height(item, room - 1) for item in items)
+        kept = self.kept.get(id(value))
+        if kept is None:
+            return 0
+        if kept[0] > room:
+            raise too_deep("msgpack", reading=True)
+        return kept[0]
+
+    def ext_hook(self, code: int, data: bytes) -> Any:
+        raw = _RAW_DECODERS.get(code)
+        if raw is not None:
+            return raw(data)
+        leaf = _LEAF_DECODERS.get(code)
+        if leaf is not None:
+            # unpackb's context lives on the C stack, but here it cannot nest any further.
+            plain = msgpack.unpackb(data, strict_map_key=False, ext_hook=_no_extensions, raw=False)
+            levels = self.height(plain)
+            return self._keep(code, levels, leaf(plain))
+        container = _CONTAINER_DECODERS.get(code)
+        if container is None:
+            raise SerializationError(
+                "the msgpack payload uses an extension type this release does not know "
+                "(written by a newer sealed-results?)"
+            )
+        plain = self._nested(data)
+        levels = self.height(plain)  # before set() hashes items that might nest too deeply
+        return self._keep(code, levels, container(plain))
+
+    def _keep(self, code: int, levels: int, value: Any) -> Any:
+        if code in _COUNTED:
+            self.kept[id(value)] = (levels, value)
+        return value
+
+    def _nested(self, data: bytes) -> Any:
+        self.nesting += 1
+        try:
+            if self.nesting > MAX_DEPTH:  # each nesting is a counted level of the value
+                raise too_deep("msgpack", reading=True)
+            if self.free:
+                unpacker = self.free.pop()
+            else:
+                unpacker = msgpack.Unpacker(
+                    ext_hook=self.ext_hook, strict_map_key=False, raw=False, max_buffer_size=0
+                )
+            start = unpacker.tell()
+            unpacker.feed(data)
+            plain = unpacker.unpack()
+            if unpacker.tell() - start != len(data):
+                raise ValueError("trailing data")
+            # Only a cleanly finished unpacker is reused: a failed one may hold leftovers.
+            if len(data) <= _POOLED_MAX:
+                self.free.append(unpacker)
+            return plain
+        finally:
+            self.nesting -= 1
+
+    def close(self) -> None:
+        self.free.clear()  # the unpackers refer back to ext_hook: break the cycle now
+        self.kept.clear()
+
+
+def _bin_header_size(head: bytes | memoryview, size: int) -> int:
+    """The header length when ``head`` starts a msgpack bin value of exactly ``size`` bytes."""
+    width = _BIN_WIDTHS.get(head[0]) if len(head) else None
+    if width is None or len(head) < 1 + width:
+        return 0
+    length = int.from_bytes(head[1 : 1 + width], "big")
+    return 1 + width if 1 + width + length == size else 0
 
 
 class MsgpackSerializer(Serializer):
@@ -325,150 +409,49 @@ class MsgpackSerializer(Serializer):
     numpy arrays and scalars and pandas DataFrame/Series/Index when those are installed. Exact
     types only: subclasses (IntEnum, OrderedDict, NamedTuple...) are refused rather than
     silently turned into their base type. str values with lone surrogates are refused (msgpack
-    strings are UTF-8).
+    strings are UTF-8). Values nest at most ``MAX_DEPTH`` levels.
+
+    A large ``bytes`` value skips every copy: ``dump_parts`` hands the writer msgpack's bin
+    header and the caller's own buffer, and ``split_point``/``load_parts`` let the reader
+    decrypt the value straight into the ``bytes`` object it returns.
     """
 
     name = "msgpack"
 
     def dumps(self, value: Any) -> bytes:
         try:
-            return _pack(_to_native(value))
+            return _pack(_to_native(value, MAX_DEPTH))
         except SerializationError:
             raise
         except Exception as exc:
             raise SerializationError(_encode_failure(exc, value)) from exc
 
     def loads(self, data: BytesLike) -> Any:
+        reader = _Reader()
         try:
-            return _unpack(data)
-        except SerializationError:
-            raise
-        except Exception as exc:  # malformed input surfaces as many exception types
-            raise SerializationError("the payload is not valid msgpack for this format") from exc
-
-
-# -- json, pickle, raw bytes -----------------------------------------------------------------
-
-
-def _refuse_json(value: Any) -> Any:
-    raise _refusal("JSON", value)
-
-
-def _reject_constant(_: str) -> Any:
-    raise ValueError("NaN and Infinity are not JSON")
-
-
-class JsonSerializer(Serializer):
-    """Strict, compact UTF-8 JSON for readers in other languages.
-
-    Only what JSON can say: None, bool, int, float (finite), str, list and dict. Lossy the way
-    ``json`` always is: tuples come back as lists, and int/float/bool/None dict keys come back
-    as str. NaN and infinities are refused, as is any other type (subclasses of the types above
-    are written as their base type, like ``json`` does).
-    """
-
-    name = "json"
-
-    def dumps(self, value: Any) -> bytes:
-        try:
-            text = json.dumps(
-                value,
-                allow_nan=False,
-                separators=(",", ":"),
-                ensure_ascii=False,
-                default=_refuse_json,
-            )
-            return text.encode("utf-8")
-        except SerializationError:
-            raise
-        except TypeError as exc:  # raised by json only for dict keys of other types
-            raise SerializationError(
-                f"JSON object keys must be str, int, float, bool or None; {_PICKLE_HINT}"
-            ) from exc
-        except RecursionError as exc:
-            raise SerializationError("JSON cannot encode a value nested this deeply") from exc
-        except UnicodeEncodeError as exc:
-            raise SerializationError("JSON cannot encode str values with lone surrogates") from exc
-        except ValueError as exc:
-            # json's messages quote the offending float; only our fixed text goes out.
-            reason = str(exc).lower()
-            if "circular" in reason:
-                message = "JSON cannot encode a value that contains itself"
-            elif "float" in reason:
-                message = "JSON cannot encode NaN or infinite floats; use serializer='msgpack'"
-            else:
-                message = "JSON cannot encode ints this large; use serializer='msgpack'"
-            raise SerializationError(message) from exc
-
-    def loads(self, data: BytesLike) -> Any:
-        try:
-            return json.loads(str(data, "utf-8"), parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise SerializationError("the payload is not valid UTF-8 JSON") from exc
-
-
-class PickleSerializer(Serializer):
-    """Any picklable value, via ``pickle`` protocol 5.
-
-    Unpickling runs code chosen by whoever wrote the bytes, so this serializer is only used when
-    the user opts in explicitly (``requires_opt_in``), and sealed-results only ever unpickles
-    payloads that have been decrypted and authenticated with the user's key: a store or an
-    orchestrator cannot substitute bytes of its own. Only opt in when every writer is trusted.
-    """
-
-    name = "pickle"
-    requires_opt_in = True
-
-    def dumps(self, value: Any) -> bytes:
-        try:
-            return pickle.dumps(value, protocol=5)
-        except Exception as exc:  # pickle raises PicklingError, TypeError, AttributeError...
-            raise SerializationError(
-                f"pickle cannot encode this value of type {_type_name(value)!r} (or something "
-                "inside it); the chained exception names the part that failed"
-            ) from exc
-
-    def loads(self, data: BytesLike) -> Any:
-        try:
-            return pickle.loads(data)
-        except Exception as exc:
-            raise SerializationError("the payload is not a loadable pickle") from exc
-
-
-class RawBytesSerializer(Serializer):
-    """Bytes stored as they are: bytes, bytearray or memoryview in, ``bytes`` out."""
-
-    name = "bytes"
-
-    def dumps(self, value: Any) -> bytes:
-        if type(value) is bytes:
+            value = msgpack.unpackb(data, strict_map_key=False, ext_hook=reader.ext_hook, raw=False)
+            reader.height(value)
             return value
-        if isinstance(value, bytes | bytearray | memoryview):
-            return bytes(value)
-        raise SerializationError(
-            f"the bytes serializer only accepts bytes, bytearray or memoryview, not "
-            f"{_type_name(value)!r}; choose serializer='msgpack' for other values"
-        )
+        except SerializationError:
+            raise
+        except msgpack.StackError as exc:  # arrays and maps nested over 1024 deep
+            raise too_deep("msgpack", reading=True) from exc
+        except Exception as exc:  # malformed input surfaces as many exception types
+            raise SerializationError(MALFORMED) from exc
+        finally:
+            reader.close()
 
-    def loads(self, data: BytesLike) -> bytes:
-        return bytes(data)
+    def dump_parts(self, value: Any) -> tuple[bytes | memoryview, ...]:
+        if type(value) is bytes and _ZERO_COPY_MIN <= len(value) < 1 << 32:
+            return b"\xc6" + len(value).to_bytes(4, "big"), value  # bin 32 header, then value
+        return (self.dumps(value),)
 
+    def split_point(self, first: memoryview, total: int) -> int:
+        # The header only: the tail is then the bytes value itself, decrypted in place.
+        return _bin_header_size(first, total)
 
-BUILTIN_SERIALIZERS: dict[str, type[Serializer]] = {
-    "msgpack": MsgpackSerializer,
-    "json": JsonSerializer,
-    "pickle": PickleSerializer,
-    "bytes": RawBytesSerializer,
-}
-
-
-def get_serializer(name_or_instance: str | Serializer) -> Serializer:
-    """The serializer for a name in BUILTIN_SERIALIZERS, or the instance itself."""
-    if isinstance(name_or_instance, Serializer):
-        return name_or_instance
-    cls = BUILTIN_SERIALIZERS.get(name_or_instance) if isinstance(name_or_instance, str) else None
-    if cls is None:
-        # The unknown name itself is not echoed: it may come from a payload or a setting.
-        known = ", ".join(sorted(BUILTIN_SERIALIZERS))
-        raise SerializationError(f"unknown serializer; the known serializers are: {known}")
-    return cls()
+    def load_parts(self, head: bytes | memoryview, rest: bytes) -> Any:
+        size = len(head) + len(rest)
+        if head and type(rest) is bytes and _bin_header_size(head, size) == len(head):
+            return rest  # head is exactly a bin header and rest is all of the value
+        return super().load_parts(head, rest)

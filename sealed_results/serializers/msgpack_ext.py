@@ -35,6 +35,7 @@ import sys
 from typing import Any
 
 from sealed_results.errors import SerializationError
+from sealed_results.serializers.base import PICKLE_HINT
 
 __all__ = ["CODES", "decode", "encode"]
 
@@ -43,11 +44,10 @@ CODES = frozenset({NDARRAY, SCALAR, DATAFRAME, SERIES, INDEX})
 
 # Fixed-width kinds whose bytes are the whole value; object/void would need pickle.
 _ARRAY_KINDS = frozenset("biufcmMSU")
-_PICKLE_HINT = "choose serializer='pickle' (explicit opt-in, trusted readers only)"
 
 
 def _refuse(what: str) -> SerializationError:
-    return SerializationError(f"msgpack cannot encode {what}; convert it, or {_PICKLE_HINT}")
+    return SerializationError(f"msgpack cannot encode {what}; convert it, or {PICKLE_HINT}")
 
 
 def encode(value: Any) -> tuple[int, Any] | None:
