@@ -1,4 +1,4 @@
-"""sealed_results._retry: bounded exponential backoff with full jitter."""
+"""sealed_results.retry: bounded exponential backoff with full jitter."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sealed_results._retry import RetryPolicy, backoff_delay, retry
+from sealed_results.retry import RetryPolicy, backoff_delay, retry
 
 
 class Transient(Exception):
@@ -104,7 +104,7 @@ def test_one_attempt_means_no_retry_and_zero_is_refused() -> None:
 
 def test_log_lines_name_the_error_type_only(caplog: pytest.LogCaptureFixture) -> None:
     _, fn = flaky([Transient("s3://secret-bucket/secret-object")])
-    with caplog.at_level(logging.DEBUG, logger="sealed_results._retry"):
+    with caplog.at_level(logging.DEBUG, logger="sealed_results.retry"):
         retry(fn, is_transient=is_transient, sleep=lambda s: None, what="read")
     (record,) = caplog.records
     assert "Transient" in record.getMessage() and "read" in record.getMessage()

@@ -8,7 +8,10 @@ that is not an object it holds (temporary files, directory markers).
 Errors: a missing object raises ``ResultNotFound``; a name taken by an exclusive write raises
 ``FileExistsError`` (with no name in its message); anything else that goes wrong raises
 ``StorageError``. Messages never name the root, a bucket or an object, since they may end up in
-the orchestrator's cloud. A store plugin implements the abstract methods below and inherits the
+the orchestrator's cloud; nor may a formatted traceback, so an SDK's error is never chained as a
+cause: raise ours ``from None`` inside the ``except`` block, which keeps the SDK's error as
+``__context__`` for local debugging without printing it (``stores.failures.as_ours`` does the
+classifying). A store plugin implements the abstract methods below and inherits the
 rest; ``sealed_results.testing.StoreSuite`` checks it against this contract.
 """
 

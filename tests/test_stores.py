@@ -1,0 +1,568 @@
+"""The stores: StoreSuite on every built-in store (cloud ones on the real local servers of
+tests/servers.py), the local store's hardening, and what each cloud store does with missing
+buckets, refused access and transient faults (a fault-injecting proxy in front of the real
+server fails chosen requests).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import stat
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sealed_results.errors import ConfigError, ResultNotFound, StorageError
+from sealed_results.retry import RetryPolicy
+from sealed_results.stores import LocalStore, MemoryStore, Store
+from sealed_results.testing.stores import StoreSuite, assert_names_nothing
+from tests.fault_proxy import Fault, FaultProxy, gcs_error, s3_error
+from tests.servers import AZURITE_KEY, GCSServer, MotoServer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+QUICK = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05)
+
+
+# -- the suite on every store --------------------------------------------------------------------
+class TestLocalStore(StoreSuite):
+    @pytest.fixture
+    def store(self, tmp_path: Path, leak_scan: Any) -> Store:
+        root = tmp_path / f"store-root-{uuid.uuid4().hex[:8]}"
+        leak_scan.add_secret(str(root))
+        return LocalStore(root)
+
+
+class TestLocalStoreWithNamedTemporaryFiles(TestLocalStore):
+    """Where O_TMPFILE is refused (other systems, some filesystems)."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path, leak_scan: Any) -> Store:
+        store = LocalStore(tmp_path / "root")
+        store._unnamed_files = False  # as a filesystem that refuses O_TMPFILE leaves it
+        return store
+
+
+class TestMemoryStore(StoreSuite):
+    @pytest.fixture
+    def store(self) -> Store:
+        return MemoryStore(f"memory://suite-{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+def s3_secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    # Distinctive credentials (moto accepts any), so that a pickle or message holding one shows.
+    secrets = {"key": f"AKIA{uuid.uuid4().hex[:16].upper()}", "secret": f"sr-{uuid.uuid4().hex}"}
+    monkeypatch.setenv("SR_TEST_S3_KEY", secrets["key"])
+    monkeypatch.setenv("SR_TEST_S3_SECRET", secrets["secret"])
+    return secrets
+
+
+def _private(root: str, leak_scan: Any) -> list[str]:
+    leak_scan.add_secret(root, root.split("/")[2])
+    return [root, root.split("/")[2]]
+
+
+class TestS3Store(StoreSuite):
+    @pytest.fixture
+    def store(self, s3_root: tuple[str, dict[str, Any]], s3_secrets: dict[str, str]) -> Store:
+        from sealed_results.stores import S3Store
+
+        root, options = s3_root
+        return S3Store(
+            root,
+            storage_options={**options, **s3_secrets},
+            credentials_from_env={"key": "SR_TEST_S3_KEY", "secret": "SR_TEST_S3_SECRET"},
+        )
+
+    @pytest.fixture
+    def store_secrets(self, s3_secrets: dict[str, str]) -> list[str]:
+        return list(s3_secrets.values())
+
+    @pytest.fixture
+    def store_private(self, s3_root: tuple[str, dict[str, Any]], leak_scan: Any) -> list[str]:
+        return _private(s3_root[0], leak_scan)
+
+
+class TestGCSStore(StoreSuite):
+    @pytest.fixture
+    def store(self, gcs_root: tuple[str, dict[str, Any]]) -> Store:
+        from sealed_results.stores import GCSStore
+
+        root, options = gcs_root
+        return GCSStore(root, storage_options=options)
+
+    @pytest.fixture
+    def store_private(self, gcs_root: tuple[str, dict[str, Any]], leak_scan: Any) -> list[str]:
+        return _private(gcs_root[0], leak_scan)
+
+
+class TestAzureBlobStore(StoreSuite):
+    @pytest.fixture
+    def store(
+        self, azure_root: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    ) -> Store:
+        from sealed_results.stores import AzureBlobStore
+
+        root, options = azure_root
+        monkeypatch.setenv("SR_TEST_AZURE_CONNECTION_STRING", options["connection_string"])
+        return AzureBlobStore(
+            root,
+            storage_options=options,
+            credentials_from_env={"connection_string": "SR_TEST_AZURE_CONNECTION_STRING"},
+        )
+
+    @pytest.fixture
+    def store_secrets(self, azure_root: tuple[str, dict[str, Any]]) -> list[str]:
+        return [AZURITE_KEY, azure_root[1]["connection_string"]]
+
+    @pytest.fixture
+    def store_private(self, azure_root: tuple[str, dict[str, Any]], leak_scan: Any) -> list[str]:
+        return _private(azure_root[0], leak_scan)
+
+
+# -- the local store's own behaviour -------------------------------------------------------------
+@pytest.fixture
+def local(tmp_path: Path) -> tuple[LocalStore, Path]:
+    root = tmp_path / "root"
+    store = LocalStore(root)
+    store.put("real", b"a real object")
+    return store, root
+
+
+def _refused_everywhere(store: LocalStore, name: str) -> None:
+    for operation in (store.get, store.open, store.fetch, store.exists):
+        with pytest.raises(StorageError, match="not a regular file") as error:
+            operation(name)  # type: ignore[operator]
+        assert_names_nothing(error.value, [name, store.settings()["root"]])
+
+
+@pytest.mark.timeout(10)
+def test_symlink_to_a_device_is_refused(local: tuple[LocalStore, Path]) -> None:
+    store, root = local
+    os.symlink("/dev/zero", root / "zeros")
+    _refused_everywhere(store, "zeros")
+    assert sorted(store.list()) == ["real"]
+
+
+@pytest.mark.timeout(10)  # a FIFO opened without O_NONBLOCK would block here for ever
+def test_fifo_is_refused_without_blocking(local: tuple[LocalStore, Path]) -> None:
+    store, root = local
+    os.mkfifo(root / "pipe")
+    _refused_everywhere(store, "pipe")
+    assert sorted(store.list()) == ["real"]
+
+
+def test_symlink_to_a_file_outside_the_root_is_refused(
+    local: tuple[LocalStore, Path], tmp_path: Path
+) -> None:
+    store, root = local
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not an object of this store")
+    os.symlink(outside, root / "elsewhere")
+    os.symlink(root / "real", root / "alias")  # even one that points inside
+    _refused_everywhere(store, "elsewhere")
+    _refused_everywhere(store, "alias")
+    assert sorted(store.list()) == ["real"]
+
+
+def test_directory_is_not_an_object(local: tuple[LocalStore, Path]) -> None:
+    store, root = local
+    (root / "subdir").mkdir()
+    _refused_everywhere(store, "subdir")
+    with pytest.raises(StorageError):
+        store.delete("subdir")
+    assert sorted(store.list()) == ["real"]
+
+
+def test_root_is_created_private_on_first_write(tmp_path: Path) -> None:
+    root = tmp_path / "deep" / "root"
+    store = LocalStore(root)
+    assert list(store.list()) == [] and not store.exists("x")
+    assert not root.exists()  # reads create nothing
+    store.put("x", b"1")
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert stat.S_IMODE((root / "x").stat().st_mode) == 0o600
+
+
+def test_failed_writes_leave_no_file_at_all(local: tuple[LocalStore, Path]) -> None:
+    store, root = local
+    for unnamed in (True, False):
+        store._unnamed_files = unnamed
+        with pytest.raises(RuntimeError), store.create("broken") as sink:
+            sink.write(b"partial")
+            raise RuntimeError
+        with pytest.raises(FileExistsError):
+            store.put("real", b"again")
+        store.replace("replaced", b"r")
+        assert sorted(os.listdir(root)) == ["real", "replaced"]
+        store.delete("replaced")
+
+
+def test_list_skips_temporary_files(local: tuple[LocalStore, Path]) -> None:
+    store, root = local
+    (root / ".tmp-abc-123456").write_bytes(b"left by a crash")
+    assert list(store.list()) == ["real"]
+
+
+def test_root_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    LocalStore(tmp_path).put("x", b"1")
+    assert LocalStore(f"file://{tmp_path}").get("x") == b"1"
+    monkeypatch.chdir(tmp_path.parent)
+    relative = LocalStore(tmp_path.name)
+    assert relative.settings() == {"root": str(tmp_path)}
+    assert pickle.loads(pickle.dumps(relative)).get("x") == b"1"
+    with pytest.raises(ConfigError) as error:
+        LocalStore("s3://bucket/prefix")
+    assert "bucket" not in str(error.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_unreadable_root_is_denied(local: tuple[LocalStore, Path]) -> None:
+    store, root = local
+    root.chmod(0)
+    try:
+        for operation in (store.get, store.exists, lambda n: store.put(n, b"")):
+            with pytest.raises(StorageError, match="denied") as error:
+                operation("real")
+            assert_names_nothing(error.value, [str(root)])
+            assert error.value.__cause__ is None and error.value.__suppress_context__
+            assert isinstance(error.value.__context__, PermissionError)  # for local debugging
+    finally:
+        root.chmod(0o700)
+
+
+def test_os_errors_of_a_stream_are_ours(local: tuple[LocalStore, Path]) -> None:
+    store, root = local
+    stream = store.open("real")
+    # Break the stream under the store: close its descriptor, found through /proc.
+    fds = [fd for fd in os.listdir("/proc/self/fd") if _points_at(fd, root / "real")]
+    assert len(fds) == 1
+    os.close(int(fds[0]))
+    with pytest.raises(StorageError) as error:
+        stream.read()
+    assert isinstance(error.value.__context__, OSError)
+    assert error.value.__context__.errno == errno.EBADF
+    stream.close()
+
+
+def _points_at(fd: str, path: Path) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == str(path)
+    except OSError:
+        return False
+
+
+def test_memory_stores_share_by_root() -> None:
+    root = f"memory://{uuid.uuid4().hex}"
+    MemoryStore(root).put("x", b"1")
+    assert MemoryStore(root + "/").get("x") == b"1"
+    assert not MemoryStore(root + "-other").exists("x")
+    with pytest.raises(ConfigError):
+        MemoryStore("/tmp/not-memory")
+
+
+# -- cloud stores: faults, missing buckets, credentials -------------------------------------
+@pytest.fixture
+def s3_proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(moto_server.endpoint_url)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def gcs_proxy(gcs_server: GCSServer) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(gcs_server.endpoint_url)
+    yield proxy
+    proxy.close()
+
+
+def s3_store(root: str, options: dict[str, Any], endpoint: str, **kwargs: Any) -> Any:
+    from sealed_results.stores import S3Store
+
+    storage = {
+        **options,
+        "endpoint_url": endpoint,
+        # botocore: 2 attempts per request, so that the counts below are easy to read.
+        # ("max_attempts" would mean 2 retries, i.e. 3 attempts.)
+        "config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": 2}},
+    }
+    return S3Store(root, storage_options=storage, **kwargs)
+
+
+def assert_ours(error: BaseException, *private: str) -> None:
+    """Our error, naming nothing, raised ``from None`` with the SDK's error kept as context."""
+    assert_names_nothing(error, list(private))
+    assert error.__cause__ is None and error.__suppress_context__
+    assert error.__context__ is not None  # the SDK's error, for local debugging
+
+
+# -- what retries where -------------------------------------------------------------------------
+def test_s3_transient_errors_are_retried_by_botocore_then_by_us(
+    s3_root: tuple[str, dict[str, Any]], s3_proxy: FaultProxy
+) -> None:
+    root, options = s3_root
+    store = s3_store(root, options, s3_proxy.url, retry=QUICK)
+    store.put("object", b"value")
+    # Three 503s outlast botocore's two attempts once; our second attempt gets through.
+    s3_proxy.log.clear()
+    s3_proxy.fail(*[s3_error("ServiceUnavailable", 503)] * 3)
+    assert store.get("object") == b"value"
+    assert s3_proxy.count(503) == 3
+    # An outage that does not end: exactly 2 (botocore) x 2 (ours) requests, then our error.
+    s3_proxy.log.clear()
+    s3_proxy.fail(*[s3_error("ServiceUnavailable", 503)] * 50)
+    with pytest.raises(StorageError, match="transient") as error:
+        store.get("object")
+    s3_proxy.faults.clear()
+    assert_ours(error.value, root, root.split("/")[2])
+    assert s3_proxy.count() == 2 * 2
+
+
+def test_s3_dropped_connection_is_retried(
+    s3_root: tuple[str, dict[str, Any]], s3_proxy: FaultProxy
+) -> None:
+    root, options = s3_root
+    store = s3_store(root, options, s3_proxy.url, retry=RetryPolicy(attempts=1))
+    store.put("object", b"value")
+    s3_proxy.fail(Fault(None))
+    assert store.get("object") == b"value"  # botocore reconnects; our layer was not needed
+
+
+def test_s3_failed_part_is_retried_without_replaying_the_stream(
+    s3_root: tuple[str, dict[str, Any]], s3_proxy: FaultProxy
+) -> None:
+    root, options = s3_root
+    store = s3_store(root, options, s3_proxy.url)
+    internal_error = b"<Error><Code>InternalError</Code></Error>"
+    s3_proxy.fail(Fault(500, internal_error, when=lambda m, p: "partNumber=2" in p))
+    chunk = os.urandom(MiB)
+    with store.create("large") as sink:
+        for _ in range(20):
+            sink.write(chunk)
+    assert s3_proxy.count(500) == 1
+    assert store.get("large") == chunk * 20
+
+
+def test_s3_access_denied_is_permanent(
+    s3_root: tuple[str, dict[str, Any]], s3_proxy: FaultProxy
+) -> None:
+    root, options = s3_root
+    store = s3_store(root, options, s3_proxy.url, retry=QUICK)
+    store.put("object", b"value")
+    s3_proxy.log.clear()
+    s3_proxy.fail(s3_error("AccessDenied", 403))
+    with pytest.raises(StorageError, match="denied") as error:
+        store.get("object")
+    assert s3_proxy.count() == 1  # nobody retried it
+    assert_ours(error.value, root, root.split("/")[2])
+
+
+def test_gcs_transient_error_is_retried_and_forbidden_is_not(
+    gcs_root: tuple[str, dict[str, Any]], gcs_proxy: FaultProxy
+) -> None:
+    from sealed_results.stores import GCSStore
+
+    root, options = gcs_root
+    store = GCSStore(root, storage_options={**options, "endpoint_url": gcs_proxy.url})
+    store.put("object", b"value")
+    gcs_proxy.log.clear()
+    gcs_proxy.fail(gcs_error(503))
+    assert store.get("object") == b"value"  # gcsfs retried after about a second
+    assert gcs_proxy.count(503) == 1
+    gcs_proxy.log.clear()
+    gcs_proxy.fail(gcs_error(403))
+    with pytest.raises(StorageError, match="denied") as error:
+        store.get("object")
+    assert gcs_proxy.count() == 1
+    assert_ours(error.value, root, root.split("/")[2])
+
+
+def test_azure_wrong_key_is_denied_at_once(azure_root: tuple[str, dict[str, Any]]) -> None:
+    from sealed_results.stores import AzureBlobStore
+
+    root, options = azure_root
+    wrong = options["connection_string"].replace(AZURITE_KEY, "A" * 86 + "==")
+    store = AzureBlobStore(root, storage_options={"connection_string": wrong})
+    with pytest.raises(StorageError, match="denied") as error:
+        store.put("object", b"value")
+    assert_ours(error.value, root, root.split("/")[2], AZURITE_KEY, wrong)
+
+
+# -- missing buckets -----------------------------------------------------------------------------
+def _drop_container(kind: str, server: Any, root: str, options: dict[str, Any]) -> None:
+    import fsspec
+
+    container = root.split("/")[2]
+    fs = fsspec.filesystem(root.split(":")[0], skip_instance_cache=True, **options)
+    fs.rm(f"{container}/results", recursive=True)
+    if kind == "s3":
+        fs.call_s3("delete_bucket", Bucket=container)
+    elif kind == "azure":
+        from azure.storage.blob import BlobServiceClient
+
+        with BlobServiceClient.from_connection_string(server.connection_string) as client:
+            client.delete_container(container)
+    else:
+        fs.call("DELETE", "b/{}", container)
+
+
+def _cloud_store(kind: str, root: str, **kwargs: Any) -> Store:
+    import sealed_results.stores as stores
+
+    cls = {"s3": "S3Store", "azure": "AzureBlobStore", "gcs": "GCSStore"}[kind]
+    return getattr(stores, cls)(root, **kwargs)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure", "gcs"])
+def test_missing_bucket_is_a_storage_error(kind: str, request: pytest.FixtureRequest) -> None:
+    server = request.getfixturevalue(
+        {"s3": "moto_server", "azure": "azurite_server"}.get(kind, "gcs_server")
+    )
+    root, options = request.getfixturevalue(f"{kind}_root")
+    store = _cloud_store(kind, root, storage_options=options)
+    store.put("object", b"value")
+    _drop_container(kind, server, root, options)
+    bucket = root.split("/")[2]
+    operations: list[Callable[[], object]] = [
+        lambda: store.get("object"),
+        lambda: store.open("object"),
+        lambda: store.exists("object"),
+        lambda: store.delete("object"),
+        lambda: store.list(),
+        lambda: store.put("more", b"more"),
+        lambda: _cloud_store(kind, root, storage_options=options).put("fresh", b"fresh"),
+    ]
+    for operation in operations:
+        with pytest.raises(StorageError, match="does not exist") as error:
+            operation()
+        assert_names_nothing(error.value, [root, bucket])
+        assert error.value.__cause__ is None
+
+
+# -- leftovers, credentials, construction --------------------------------------------------------
+def test_s3_leaves_no_multipart_upload_behind(s3_root: tuple[str, dict[str, Any]]) -> None:
+    import boto3
+
+    from sealed_results.stores import S3Store
+
+    root, options = s3_root
+    store = S3Store(root, storage_options=options)
+    chunk = b"A" * MiB
+    with pytest.raises(RuntimeError), store.create("broken") as sink:
+        for _ in range(20):
+            sink.write(chunk)
+        raise RuntimeError("the source broke")
+    with store.create("taken") as sink:
+        sink.write(chunk * 9)
+    with pytest.raises(FileExistsError), store.create("taken") as sink:
+        sink.write(b"B" * 9 * MiB)
+    client = boto3.client("s3", endpoint_url=options["endpoint_url"])
+    assert client.list_multipart_uploads(Bucket=root.split("/")[2]).get("Uploads", []) == []
+    assert sorted(store.list()) == ["taken"]
+
+
+CHILD = r"""
+import json, pickle, sys
+store = pickle.loads(sys.stdin.buffer.read())
+store.put("from-the-child", b"written in the child")
+print(json.dumps({"value": store.get(sys.argv[1]).decode()}))
+"""
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure", "gcs"])
+def test_pickled_store_reconnects_in_another_process(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    root, options = request.getfixturevalue(f"{kind}_root")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_ACCESS", "AWS_SECRET", "AWS_SESSION", "AZURE_STORAGE"))
+    } | {"AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_CONFIG_FILE": os.devnull}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    mapping: dict[str, str] = {}
+    if kind == "s3":
+        mapping = {"key": "SR_TEST_S3_KEY", "secret": "SR_TEST_S3_SECRET"}
+        env |= {"SR_TEST_S3_KEY": options["key"], "SR_TEST_S3_SECRET": options["secret"]}
+    elif kind == "azure":
+        mapping = {"connection_string": "SR_TEST_AZURE_CONNECTION_STRING"}
+        env["SR_TEST_AZURE_CONNECTION_STRING"] = options["connection_string"]
+    store = _cloud_store(kind, root, storage_options=options, credentials_from_env=mapping)
+    store.put("from-the-parent", b"written in the parent")
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, "from-the-parent"],
+        input=pickle.dumps(store),
+        capture_output=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert json.loads(done.stdout.decode().splitlines()[-1]) == {"value": "written in the parent"}
+    assert store.get("from-the-child") == b"written in the child"
+
+
+def test_credentials_from_env_names_a_missing_variable_only() -> None:
+    from sealed_results.stores import S3Store
+
+    store = S3Store("s3://bucket/prefix", credentials_from_env={"secret": "SR_TEST_UNSET"})
+    with pytest.raises(ConfigError, match="SR_TEST_UNSET") as error:
+        store.get("object")
+    assert "bucket" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("cls_name", "good", "bad"),
+    [
+        ("S3Store", "s3a://bucket/x", "gs://bucket/x"),
+        ("GCSStore", "gcs://bucket/x", "s3://bucket/x"),
+        ("AzureBlobStore", "abfss://container/x", "gs://bucket/x"),
+    ],
+)
+def test_root_protocol_is_checked(cls_name: str, good: str, bad: str) -> None:
+    import sealed_results.stores as stores
+
+    cls = getattr(stores, cls_name)
+    cls(good)
+    with pytest.raises(ConfigError) as error:
+        cls(bad)
+    assert "bucket" not in str(error.value)
+
+
+def test_importing_the_stores_imports_no_sdk() -> None:
+    code = (
+        "import os, sys\n"
+        "os.environ.pop('GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT', None)\n"
+        "import sealed_results.stores as stores\n"
+        "sdks = ('s3fs', 'gcsfs', 'adlfs', 'botocore', 'azure')\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in sdks], 'an SDK was imported'\n"
+        "stores.GCSStore\n"
+        "assert os.environ['GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT'] == 'false'\n"
+        "assert 'gcsfs' not in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, cwd=REPO_ROOT, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+
+
+def test_missing_object_is_result_not_found_with_sdk_context(
+    s3_root: tuple[str, dict[str, Any]],
+) -> None:
+    from sealed_results.stores import S3Store
+
+    root, options = s3_root
+    name = f"missing-{uuid.uuid4().hex}"  # a variable: a traceback shows literals in the source
+    with pytest.raises(ResultNotFound) as error:
+        S3Store(root, storage_options=options).get(name)
+    assert_ours(error.value, root, root.split("/")[2], name)
