@@ -346,8 +346,9 @@ class _Reader:
         if leaf is not None:
             # unpackb's context lives on the C stack, but here it cannot nest any further.
             plain = msgpack.unpackb(data, strict_map_key=False, ext_hook=_no_extensions, raw=False)
-            levels = self.height(plain)
-            return self._keep(code, levels, leaf(plain))
+            if code not in _COUNTED:  # datetime & co: scalar fields, refused if anything else
+                return leaf(plain)
+            return self._keep(code, self.height(plain), leaf(plain))
         container = _CONTAINER_DECODERS.get(code)
         if container is None:
             raise SerializationError(
