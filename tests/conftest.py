@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import leakscan
+from sealed_results.testing import leakscan
 
 pytest_plugins = ["tests.servers", "tests.provider_fixtures"]
 
@@ -84,6 +84,6 @@ def local_root(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def local_handler(local_root: Path, keyring):  # type: ignore[no-untyped-def]
-    from sealed_results.handlers.local import LocalHandler
+    from sealed_results.handlers import LocalHandler
 
     return LocalHandler(root=str(local_root), keyprovider=keyring, segment_size=1 << 16)

@@ -31,7 +31,7 @@ from fsspec.core import url_to_fs
 from sealed_results.errors import IntegrityError, ResultNotFound
 from sealed_results.handlers.base import ResultHandler
 from sealed_results.keyproviders.base import KeyProvider
-from tests import leakscan
+from sealed_results.testing import leakscan
 from tests.conftest import PLAINTEXT_MARKER
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -351,11 +351,11 @@ class HandlerSuite:
         h.write("connect")
         length = 1000 if size == "small" else store.large
         name = uuid.uuid4().hex
-        with h._create(name) as sink:
+        with h.store.create(name) as sink:
             sink.write(b"A" * length)
-        with pytest.raises(FileExistsError), h._create(name) as sink:
+        with pytest.raises(FileExistsError), h.store.create(name) as sink:
             sink.write(b"B" * length)
-        assert h._read_bytes(name) == b"A" * length
+        assert h.store.get(name) == b"A" * length
 
     @pytest.mark.parametrize("size", ["small", "large"])
     def test_racing_creates_have_one_winner(self, handler: Any, store: Store, size: str) -> None:
@@ -376,7 +376,7 @@ class HandlerSuite:
                 barrier: threading.Barrier = barrier,
             ) -> None:
                 try:
-                    with h._create(name) as sink:
+                    with h.store.create(name) as sink:
                         barrier.wait()
                         sink.write(fill * length)
                     outcomes.append("won")
@@ -389,7 +389,7 @@ class HandlerSuite:
             for racer in racers:
                 racer.join()
             assert sorted(outcomes) == ["lost", "won"]
-            assert h._read_bytes(name) in (b"C" * length, b"D" * length)
+            assert h.store.get(name) in (b"C" * length, b"D" * length)
 
     def test_failed_write_leaves_nothing_readable(self, handler: Any, store: Store) -> None:
         h = handler()

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from sealed_results.envelope import read_header
 from sealed_results.errors import ConfigError, IntegrityError
-from sealed_results.handlers.local import LocalHandler
-from sealed_results.keyproviders.base import Stanza
+from sealed_results.format import Stanza, read_header
+from sealed_results.handlers import LocalHandler
+from sealed_results.keyproviders import MultiKeyProvider, ProviderMaterials, as_materials
 from sealed_results.keyproviders.caching import CachingKeyProvider
-from sealed_results.keyproviders.counting import CountingKeyProvider
 from sealed_results.keyproviders.local import LocalKeyring, create_keyring
-from sealed_results.keyproviders.multi import MultiKeyProvider
+from sealed_results.testing import CountingKeyProvider
 
 
 class Clock:
@@ -123,7 +122,7 @@ def test_negative_bounds_are_refused(counted: CountingKeyProvider) -> None:
 
 # -- the unwrap cache -----------------------------------------------------------------------------
 def test_unwrap_cache_hits_expire_and_evict(keyring: LocalKeyring) -> None:
-    made = [keyring.new_data_key(10) for _ in range(3)]
+    made = [ProviderMaterials(keyring).new_data_key(10) for _ in range(3)]
     counted = CountingKeyProvider(keyring)
     clock = Clock()
     cache = CachingKeyProvider(counted, unwrap_cache_size=2, unwrap_ttl=30, clock=clock)
@@ -140,7 +139,7 @@ def test_unwrap_cache_hits_expire_and_evict(keyring: LocalKeyring) -> None:
 
 
 def test_unwrap_cache_off(keyring: LocalKeyring) -> None:
-    dk = keyring.new_data_key(10)
+    dk = ProviderMaterials(keyring).new_data_key(10)
     for setting in ({"unwrap_cache_size": 0}, {"unwrap_ttl": 0}):
         counted = CountingKeyProvider(keyring)
         cache = CachingKeyProvider(counted, **setting)  # type: ignore[arg-type]
@@ -188,8 +187,8 @@ def test_pickle_carries_no_cached_key(counted: CountingKeyProvider) -> None:
     data = pickle.dumps(cache)
     assert dk.plaintext not in data
     copy = pickle.loads(data)
-    assert copy.new_data_key(10).key_id != dk.key_id  # starts empty
-    assert copy.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    assert as_materials(copy).new_data_key(10).key_id != dk.key_id  # starts empty
+    assert as_materials(copy).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
 
 
 def test_blobs_sharing_a_data_key_still_get_their_own_payload_keys(

@@ -18,9 +18,9 @@ from sealed_results.keyproviders.base import KeyProvider
 from tests.conftest import PLAINTEXT_MARKER
 
 STORES = {
-    "s3": ("s3_root", "sealed_results.handlers.s3", "S3Handler"),
-    "gcs": ("gcs_root", "sealed_results.handlers.gcs", "GCSHandler"),
-    "azure": ("azure_root", "sealed_results.handlers.azure", "AzureBlobHandler"),
+    "s3": ("s3_root", "sealed_results.handlers", "S3Handler"),
+    "gcs": ("gcs_root", "sealed_results.handlers", "GCSHandler"),
+    "azure": ("azure_root", "sealed_results.handlers", "AzureBlobHandler"),
 }
 PROVIDERS = ["keyring", "vault_provider", "kms_provider", "vault+kms"]
 

@@ -69,7 +69,9 @@ def test_round_trip_at_segment_edges(size: int) -> None:
     assert stream_unseal(blob) == payload
     # Non-final segments are full; the final one is shorter (maybe empty), so its length says so.
     segments = size // SEG + 1
-    assert len(blob) == HEADER_SIZE + 1 + 1 + 5 + 2 + 57 + DESCRIPTOR_SIZE + size + segments * TAG_SIZE
+    assert (
+        len(blob) == HEADER_SIZE + 1 + 1 + 5 + 2 + 57 + DESCRIPTOR_SIZE + size + segments * TAG_SIZE
+    )
 
 
 @settings(max_examples=40, deadline=None)

@@ -20,7 +20,8 @@ import pytest
 boto3 = pytest.importorskip("boto3")
 
 from sealed_results.errors import ConfigError, IntegrityError, KeyProviderError  # noqa: E402
-from sealed_results.keyproviders.base import Stanza  # noqa: E402
+from sealed_results.format import Stanza  # noqa: E402
+from sealed_results.keyproviders import as_materials  # noqa: E402
 from sealed_results.keyproviders.kms import CONTEXT_KEY, AwsKms  # noqa: E402
 from tests.servers import MotoServer, _free_port  # noqa: E402
 
@@ -52,14 +53,14 @@ def test_every_key_form_round_trips(kms: Kms, form: str) -> None:
     alias_arn = kms.arn.split(":key/")[0] + ":" + kms.alias
     key = {"key id": kms.key_id, "arn": kms.arn, "alias": kms.alias, "alias arn": alias_arn}[form]
     provider = kms.provider(key, region_name="us-east-1")
-    dk = provider.new_data_key(10)
+    dk = as_materials(provider).new_data_key(10)
     assert dk.stanzas[0].kind == "aws-kms" and dk.stanzas[0].wrapped[:1] == b"\x01"
-    assert provider.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    assert as_materials(provider).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
 
 
 def test_encryption_context_is_the_hex_key_id_and_is_enforced(kms: Kms) -> None:
     provider = kms.provider()
-    dk = provider.new_data_key(10)
+    dk = as_materials(provider).new_data_key(10)
     blob = dk.stanzas[0].wrapped[1:]
     context = {CONTEXT_KEY: dk.key_id.hex()}  # opaque hex, never a path
     assert kms.client.decrypt(CiphertextBlob=blob, EncryptionContext=context)["Plaintext"] == (
@@ -74,17 +75,17 @@ def test_encryption_context_is_the_hex_key_id_and_is_enforced(kms: Kms) -> None:
 
 def test_reencrypt_rewraps_inside_kms_and_keeps_the_binding(kms: Kms) -> None:
     provider = kms.provider()
-    dk = provider.new_data_key(10)
+    dk = as_materials(provider).new_data_key(10)
     provider.rotate()
     rotations = kms.client.list_key_rotations(KeyId=kms.key_id)["Rotations"]
     assert len(rotations) == 1  # moto records it; there is no new key material to see
-    rewrapped = provider.rewrap_stanzas(dk.key_id, dk.stanzas)
+    rewrapped = as_materials(provider).rewrap_stanzas(dk.key_id, dk.stanzas)
     assert rewrapped[0].wrapped != dk.stanzas[0].wrapped
-    assert provider.open_data_key(dk.key_id, rewrapped) == dk.plaintext
+    assert as_materials(provider).open_data_key(dk.key_id, rewrapped) == dk.plaintext
     with pytest.raises(IntegrityError):  # ReEncrypt checks the source context too
-        provider.rewrap_stanzas(os.urandom(16), dk.stanzas)
+        as_materials(provider).rewrap_stanzas(os.urandom(16), dk.stanzas)
     with pytest.raises(IntegrityError):
-        provider.open_data_key(os.urandom(16), rewrapped)
+        as_materials(provider).open_data_key(os.urandom(16), rewrapped)
 
 
 def test_rotate_resolves_an_alias(kms: Kms) -> None:
@@ -94,21 +95,21 @@ def test_rotate_resolves_an_alias(kms: Kms) -> None:
 
 def test_ciphertext_under_another_kms_key_is_refused(kms: Kms) -> None:
     other = kms.client.create_key()["KeyMetadata"]["Arn"]
-    dk = kms.provider(other).new_data_key(10)
+    dk = as_materials(kms.provider(other)).new_data_key(10)
     with pytest.raises(IntegrityError):  # Decrypt names our key: no foreign key is accepted
-        kms.provider().open_data_key(dk.key_id, dk.stanzas)
+        as_materials(kms.provider()).open_data_key(dk.key_id, dk.stanzas)
 
 
 def test_second_provider_wraps_with_encrypt(kms: Kms) -> None:
     provider = kms.provider()
     key_id, data_key = os.urandom(16), os.urandom(32)
     stanza = Stanza("aws-kms", provider.wrap_data_key(data_key, key_id))
-    assert provider.open_data_key(key_id, (stanza,)) == data_key
+    assert as_materials(provider).open_data_key(key_id, (stanza,)) == data_key
 
 
 def test_missing_key_is_a_provider_error(kms: Kms) -> None:
     with pytest.raises(KeyProviderError, match="not found") as info:
-        kms.provider("alias/does-not-exist").new_data_key(10)
+        as_materials(kms.provider("alias/does-not-exist")).new_data_key(10)
     assert "does-not-exist" not in str(info.value)
 
 
@@ -118,7 +119,7 @@ def test_unreachable_endpoint_fails_after_bounded_retries(leak_scan: Any) -> Non
     provider = AwsKms("alias/results", endpoint_url=url, region_name="us-east-1", max_attempts=2)
     started = time.monotonic()
     with pytest.raises(KeyProviderError, match="unreachable") as info:
-        provider.new_data_key(10)
+        as_materials(provider).new_data_key(10)
     assert time.monotonic() - started < 10
     assert url not in str(info.value)
 
@@ -132,11 +133,11 @@ def test_no_credentials_and_no_region(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(ConfigError, match="region"):
-        kms.provider().new_data_key(10)
+        as_materials(kms.provider()).new_data_key(10)
     with pytest.raises(KeyProviderError, match="credentials"):
-        kms.provider(region_name="us-east-1", max_attempts=1).new_data_key(10)
+        as_materials(kms.provider(region_name="us-east-1", max_attempts=1)).new_data_key(10)
     with pytest.raises(ConfigError, match="profile"):
-        kms.provider(profile_name="nobody").new_data_key(10)
+        as_materials(kms.provider(profile_name="nobody")).new_data_key(10)
 
 
 def test_profile_from_the_shared_files_and_pickles_without_credentials(
@@ -152,10 +153,10 @@ def test_profile_from_the_shared_files_and_pickles_without_credentials(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     provider = kms.provider(profile_name="sr-test")
-    dk = provider.new_data_key(10)
+    dk = as_materials(provider).new_data_key(10)
     data = pickle.dumps(provider)
     assert secret.encode() not in data and b"testing" not in data
-    assert pickle.loads(data).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    assert as_materials(pickle.loads(data)).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
 
 
 def test_bad_settings_are_config_errors(leak_scan: Any) -> None:
@@ -165,7 +166,9 @@ def test_bad_settings_are_config_errors(leak_scan: Any) -> None:
         AwsKms("alias/x", max_attempts=0)
     leak_scan.add_secret("kms endpoint")
     with pytest.raises(ConfigError, match="endpoint_url"):  # botocore's ValueError quotes it
-        AwsKms("alias/x", endpoint_url="kms endpoint", region_name="us-east-1").new_data_key(1)
+        as_materials(
+            AwsKms("alias/x", endpoint_url="kms endpoint", region_name="us-east-1")
+        ).new_data_key(1)
 
 
 NOT_OURS = "The ciphertext refers to a customer master key that does not exist"

@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 
 from sealed_results.errors import IntegrityError, StorageError
-from sealed_results.handlers.local import LocalHandler
+from sealed_results.handlers import LocalHandler
 from sealed_results.keyproviders.local import LocalKeyring
-from tests.leakscan import LeakScan
+from sealed_results.testing.leakscan import LeakScan
 
 
 def test_scan_detects_a_secret_in_a_message() -> None:

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sealed_results.envelope import read_header
 from sealed_results.errors import (
     IntegrityError,
     ResultNotFound,
     SerializationError,
 )
-from sealed_results.handlers.local import LocalHandler
+from sealed_results.format import read_header
+from sealed_results.handlers import LocalHandler
 from sealed_results.keyproviders.local import LocalKeyring, create_keyring
 from tests.conftest import PLAINTEXT_MARKER
 
@@ -216,7 +216,7 @@ def test_writes_are_exclusive_and_leave_no_temporary_files(
 ) -> None:
     token = local_handler.write("first")
     name = local_handler._locate(token)[0].hex()
-    with pytest.raises(FileExistsError), local_handler._create(name) as sink:
+    with pytest.raises(FileExistsError), local_handler.store.create(name) as sink:
         sink.write(b"second")
     assert local_handler.read(token) == "first"
     assert all(not p.name.startswith(".tmp") for p in local_root.iterdir())

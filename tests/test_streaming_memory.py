@@ -15,7 +15,7 @@ import pytest
 
 SCRIPT = r"""
 import io, json, os, sys, hashlib
-from sealed_results.handlers.local import LocalHandler
+from sealed_results.handlers import LocalHandler
 from sealed_results.keyproviders.local import LocalKeyring, create_keyring
 
 root, size = sys.argv[1], int(sys.argv[2])

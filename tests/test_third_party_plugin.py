@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 
 import sealed_results
+from sealed_results import KeyProvider, Store
 from sealed_results.cli import main
 from sealed_results.config import from_profile
 from sealed_results.errors import IntegrityError
 from sealed_results.plugins import HANDLERS, KEYPROVIDERS, list_plugins
-from tests import leakscan
+from sealed_results.testing import KeyProviderSuite, StoreSuite, leakscan
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN_SOURCE = REPO / "examples" / "third_party_plugin"
@@ -131,3 +132,26 @@ keyprovider_options = {{ env = "SR_EXAMPLE_KEK" }}
     monkeypatch.setenv("SR_EXAMPLE_KEK", base64.urlsafe_b64encode(os.urandom(32)).decode())
     with pytest.raises(IntegrityError):
         from_profile().read(token)
+
+
+# The plugin's own parts pass the suites sealed_results.testing ships for plugin authors.
+class TestExampleStoreConforms(StoreSuite):
+    @pytest.fixture
+    def store(self, installed: Path, tmp_path: Path) -> Store:
+        from sr_example_plugin.handler import ExampleDirStore
+
+        return ExampleDirStore(f"exdir://{tmp_path / 'objects'}")
+
+
+class TestExampleKeyProviderConforms(KeyProviderSuite):
+    rotates = False  # a static KEK (the example says so)
+
+    @pytest.fixture
+    def provider(self, installed: Path, kek: str) -> KeyProvider:
+        from sr_example_plugin.keyprovider import ExampleStaticKeyProvider
+
+        return ExampleStaticKeyProvider()
+
+    @pytest.fixture
+    def provider_secrets(self, kek: str) -> list[str]:
+        return [kek]

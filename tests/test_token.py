@@ -8,7 +8,7 @@ import os
 import pytest
 
 from sealed_results.errors import IntegrityError, UnsupportedVersion
-from sealed_results.token import TOKEN_LENGTH, TokenCodec
+from sealed_results.format.token import TOKEN_LENGTH, TokenCodec
 
 KEY = os.urandom(32)
 OID, COMMIT = os.urandom(16), os.urandom(32)

@@ -17,7 +17,8 @@ import pytest
 hvac = pytest.importorskip("hvac")
 
 from sealed_results.errors import ConfigError, IntegrityError, KeyProviderError  # noqa: E402
-from sealed_results.keyproviders.base import Stanza  # noqa: E402
+from sealed_results.format import Stanza  # noqa: E402
+from sealed_results.keyproviders import as_materials  # noqa: E402
 from sealed_results.keyproviders.vault import (  # noqa: E402
     AppRoleAuth,
     KubernetesAuth,
@@ -116,10 +117,10 @@ class CountingAppRole(AppRoleAuth):
 # -- auth and environment -------------------------------------------------------------------------
 def test_token_auth_from_explicit_arguments(vault: Vault) -> None:
     provider = VaultTransit(url=vault.url, key=vault.key(), token=vault.token)
-    dk = provider.new_data_key(10)
+    dk = as_materials(provider).new_data_key(10)
     assert dk.stanzas[0].kind == "vault"
     assert dk.stanzas[0].wrapped.startswith(b"\x01vault:v1:")
-    assert provider.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    assert as_materials(provider).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
 
 
 def test_environment_is_read_and_explicit_arguments_win(
@@ -128,12 +129,12 @@ def test_environment_is_read_and_explicit_arguments_win(
     key = vault.key()
     monkeypatch.setenv("VAULT_ADDR", vault.url)
     monkeypatch.setenv("VAULT_TOKEN", vault.token)
-    dk = VaultTransit(key=key).new_data_key(10)
+    dk = as_materials(VaultTransit(key=key)).new_data_key(10)
     # Wrong values in the environment lose against explicit ones.
     monkeypatch.setenv("VAULT_ADDR", f"http://127.0.0.1:{_free_port()}")
     monkeypatch.setenv("VAULT_TOKEN", "not-a-valid-token")
     explicit = VaultTransit(url=vault.url, key=key, token=vault.token)
-    assert explicit.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    assert as_materials(explicit).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
 
 
 def test_token_file_is_used_like_the_vault_cli(
@@ -142,18 +143,20 @@ def test_token_file_is_used_like_the_vault_cli(
     (tmp_path / ".vault-token").write_text(vault.token + "\n")
     monkeypatch.setenv("HOME", str(tmp_path))
     provider = VaultTransit(url=vault.url, key=vault.key())
-    dk = provider.new_data_key(10)
-    assert provider.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    dk = as_materials(provider).new_data_key(10)
+    assert as_materials(provider).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
 
 
 def test_missing_or_unusable_address_or_token_is_a_config_error(vault: Vault) -> None:
     with pytest.raises(ConfigError, match="VAULT_ADDR"):
-        VaultTransit(key=vault.key(), token=vault.token).new_data_key(1)
+        as_materials(VaultTransit(key=vault.key(), token=vault.token)).new_data_key(1)
     with pytest.raises(ConfigError, match="VAULT_TOKEN"):
-        VaultTransit(url=vault.url, key=vault.key()).new_data_key(1)
+        as_materials(VaultTransit(url=vault.url, key=vault.key())).new_data_key(1)
     vault.leak_scan.add_secret("vault.internal:8200")
     with pytest.raises(ConfigError, match="address"):  # requests' ValueError names the URL
-        VaultTransit(url="vault.internal:8200", key="k", token=vault.token).new_data_key(1)
+        as_materials(
+            VaultTransit(url="vault.internal:8200", key="k", token=vault.token)
+        ).new_data_key(1)
 
 
 @pytest.mark.parametrize(
@@ -180,26 +183,28 @@ def test_approle_login_from_environment(vault: Vault, monkeypatch: pytest.Monkey
     monkeypatch.setenv("VAULT_ROLE_ID", role_id)
     monkeypatch.setenv("VAULT_SECRET_ID", secret_id)
     provider = VaultTransit(url=vault.url, key=key, auth="approle")
-    dk = provider.new_data_key(10)
-    assert provider.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
-    assert provider.open_data_key(dk.key_id, provider.rewrap_stanzas(dk.key_id, dk.stanzas))
+    dk = as_materials(provider).new_data_key(10)
+    assert as_materials(provider).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    assert as_materials(provider).open_data_key(
+        dk.key_id, as_materials(provider).rewrap_stanzas(dk.key_id, dk.stanzas)
+    )
     # The pickle carries neither the secret id nor the token; the copy logs in again.
     data = pickle.dumps(provider)
     assert provider._token is not None
     assert secret_id.encode() not in data and provider._token.encode() not in data
-    assert pickle.loads(data).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    assert as_materials(pickle.loads(data)).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
 
 
 def test_approle_auth_object_with_explicit_ids(vault: Vault) -> None:
     key = vault.key(key_type="aes256-gcm96")
     role_id, secret_id = approle_ids(vault, key)
     provider = VaultTransit(url=vault.url, key=key, auth=AppRoleAuth(role_id, secret_id))
-    dk = provider.new_data_key(10)
-    assert provider.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    dk = as_materials(provider).new_data_key(10)
+    assert as_materials(provider).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
     assert secret_id.encode() not in pickle.dumps(provider)
     wrong = VaultTransit(url=vault.url, key=key, auth=AppRoleAuth(role_id, "wrong-secret-id"))
     with pytest.raises(KeyProviderError, match="log in"):
-        wrong.new_data_key(10)
+        as_materials(wrong).new_data_key(10)
 
 
 def test_expired_approle_token_is_renewed_by_logging_in_again(vault: Vault) -> None:
@@ -208,10 +213,10 @@ def test_expired_approle_token_is_renewed_by_logging_in_again(vault: Vault) -> N
     ahead = CountingAppRole(role_id, secret_id)  # knows the TTL: logs in before expiry
     behind = CountingAppRole(role_id, secret_id, hide_ttl=True)  # finds out from the 403
     providers = [VaultTransit(url=vault.url, key=key, auth=a) for a in (ahead, behind)]
-    keys = [p.new_data_key(10) for p in providers]
+    keys = [as_materials(p).new_data_key(10) for p in providers]
     time.sleep(2.5)
     for provider, dk in zip(providers, keys, strict=True):
-        assert provider.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+        assert as_materials(provider).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
     assert len(ahead.tokens) == 2 and len(behind.tokens) == 2
 
 
@@ -219,9 +224,9 @@ def test_revoked_approle_token_gets_one_new_login(vault: Vault) -> None:
     key = vault.key(key_type="aes256-gcm96")
     auth = CountingAppRole(*approle_ids(vault, key))
     provider = VaultTransit(url=vault.url, key=key, auth=auth)
-    dk = provider.new_data_key(10)
+    dk = as_materials(provider).new_data_key(10)
     vault.root.auth.token.revoke(auth.tokens[-1])
-    assert provider.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    assert as_materials(provider).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
     assert len(auth.tokens) == 2
 
 
@@ -235,12 +240,12 @@ def test_kubernetes_auth_arguments(vault: Vault, tmp_path: Path) -> None:
     options = {"url": vault.url, "key": vault.key(), "auth": "kubernetes", "role": "reader"}
     missing = VaultTransit(**options, jwt_path=str(tmp_path / "x"))
     with pytest.raises(KeyProviderError, match="service-account token"):
-        missing.new_data_key(10)
+        as_materials(missing).new_data_key(10)
     jwt = tmp_path / "token"
     jwt.write_text("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
     no_mount = VaultTransit(**options, jwt_path=str(jwt))
     with pytest.raises(KeyProviderError, match="log in") as info:
-        no_mount.new_data_key(10)
+        as_materials(no_mount).new_data_key(10)
     assert str(tmp_path) not in str(info.value)
     assert pickle.loads(pickle.dumps(no_mount))._auth._role == "reader"
 
@@ -257,13 +262,15 @@ def test_namespace_from_argument_and_environment(
     vault.leak_scan.add_secret(namespace)
 
     provider = VaultTransit(url=vault.url, key=key, token="root", namespace=namespace)
-    dk = provider.new_data_key(10)
+    dk = as_materials(provider).new_data_key(10)
     monkeypatch.setenv("VAULT_NAMESPACE", namespace)
     from_env = VaultTransit(url=vault.url, key=key, token="root")
-    assert from_env.open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    assert as_materials(from_env).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
     monkeypatch.delenv("VAULT_NAMESPACE")
     with pytest.raises(KeyProviderError) as info:  # the root namespace has no such key
-        VaultTransit(url=vault.url, key=key, token="root").open_data_key(dk.key_id, dk.stanzas)
+        as_materials(VaultTransit(url=vault.url, key=key, token="root")).open_data_key(
+            dk.key_id, dk.stanzas
+        )
     assert namespace not in str(info.value)
 
 
@@ -271,38 +278,38 @@ def test_namespace_from_argument_and_environment(
 def test_rotate_and_rewrap_move_to_the_new_version(vault: Vault) -> None:
     key = vault.key()
     provider = VaultTransit(url=vault.url, key=key, token=vault.token)
-    dk = provider.new_data_key(10)
+    dk = as_materials(provider).new_data_key(10)
     provider.rotate()
     assert vault.root.secrets.transit.read_key(name=key)["data"]["latest_version"] == 2
-    rewrapped = provider.rewrap_stanzas(dk.key_id, dk.stanzas)
+    rewrapped = as_materials(provider).rewrap_stanzas(dk.key_id, dk.stanzas)
     assert rewrapped[0].wrapped.startswith(b"\x01vault:v2:")
-    assert provider.open_data_key(dk.key_id, rewrapped) == dk.plaintext
-    assert provider.new_data_key(10).stanzas[0].wrapped.startswith(b"\x01vault:v2:")
+    assert as_materials(provider).open_data_key(dk.key_id, rewrapped) == dk.plaintext
+    assert as_materials(provider).new_data_key(10).stanzas[0].wrapped.startswith(b"\x01vault:v2:")
 
 
 def test_min_decryption_version_is_a_policy_refusal(vault: Vault) -> None:
     key = vault.key()
     provider = VaultTransit(url=vault.url, key=key, token=vault.token)
-    old = provider.new_data_key(10)
+    old = as_materials(provider).new_data_key(10)
     provider.rotate()
     vault.root.secrets.transit.update_key_configuration(name=key, min_decryption_version=2)
-    for attempt in (provider.open_data_key, provider.rewrap_stanzas):
+    for attempt in (as_materials(provider).open_data_key, as_materials(provider).rewrap_stanzas):
         with pytest.raises(KeyProviderError, match="min_decryption_version") as info:
             attempt(old.key_id, old.stanzas)
         assert not isinstance(info.value, IntegrityError)
-    new = provider.new_data_key(10)
-    assert provider.open_data_key(new.key_id, new.stanzas) == new.plaintext
+    new = as_materials(provider).new_data_key(10)
+    assert as_materials(provider).open_data_key(new.key_id, new.stanzas) == new.plaintext
 
 
 def test_token_without_permission_is_a_provider_error(vault: Vault) -> None:
     key = vault.key()
     writer = VaultTransit(url=vault.url, key=key, token=vault.token)
-    dk = writer.new_data_key(10)
+    dk = as_materials(writer).new_data_key(10)
     encrypt_only = vault.token_with(transit_policy(key, "encrypt"))
     provider = VaultTransit(url=vault.url, key=key, token=encrypt_only)
-    provider.new_data_key(10)
+    as_materials(provider).new_data_key(10)
     with pytest.raises(KeyProviderError, match="denied permission") as info:
-        provider.open_data_key(dk.key_id, dk.stanzas)
+        as_materials(provider).open_data_key(dk.key_id, dk.stanzas)
     assert isinstance(info.value.__cause__, hvac.exceptions.Forbidden)
     for secret in (vault.url, key, encrypt_only):
         assert secret not in str(info.value)
@@ -318,8 +325,8 @@ def test_wrong_key_id_inside_the_plaintext(vault: Vault) -> None:
     )["data"]["ciphertext"]
     stanzas = (Stanza("vault", b"\x01" + forged.encode()),)
     with pytest.raises(IntegrityError):
-        provider.open_data_key(key_id, stanzas)
-    assert provider.open_data_key(other_id, stanzas) == data_key
+        as_materials(provider).open_data_key(key_id, stanzas)
+    assert as_materials(provider).open_data_key(other_id, stanzas) == data_key
 
 
 @pytest.mark.parametrize(
@@ -335,12 +342,12 @@ def test_wrong_key_id_inside_the_plaintext(vault: Vault) -> None:
 )
 def test_binding_survives_rewrap_on_every_key_type(vault: Vault, create: dict[str, Any]) -> None:
     provider = VaultTransit(url=vault.url, key=vault.key(**create), token=vault.token)
-    dk = provider.new_data_key(10)
+    dk = as_materials(provider).new_data_key(10)
     provider.rotate()
-    rewrapped = provider.rewrap_stanzas(dk.key_id, dk.stanzas)
-    assert provider.open_data_key(dk.key_id, rewrapped) == dk.plaintext
+    rewrapped = as_materials(provider).rewrap_stanzas(dk.key_id, dk.stanzas)
+    assert as_materials(provider).open_data_key(dk.key_id, rewrapped) == dk.plaintext
     with pytest.raises(IntegrityError):
-        provider.open_data_key(os.urandom(16), rewrapped)
+        as_materials(provider).open_data_key(os.urandom(16), rewrapped)
 
 
 @pytest.mark.parametrize(
@@ -349,35 +356,37 @@ def test_binding_survives_rewrap_on_every_key_type(vault: Vault, create: dict[st
 )
 def test_malformed_ciphertexts_are_integrity_errors(vault: Vault, ciphertext: bytes) -> None:
     provider = VaultTransit(url=vault.url, key=vault.key(), token=vault.token)
-    dk = provider.new_data_key(10)
+    dk = as_materials(provider).new_data_key(10)
     if ciphertext == b"vault:v99:":  # well formed, but a version this key never had
         ciphertext = dk.stanzas[0].wrapped[1:].replace(b"vault:v1:", b"vault:v99:")
     stanzas = (Stanza("vault", b"\x01" + ciphertext),)
     with pytest.raises(IntegrityError):
-        provider.open_data_key(dk.key_id, stanzas)
+        as_materials(provider).open_data_key(dk.key_id, stanzas)
 
 
 def test_foreign_key_ciphertext_is_an_integrity_error(vault: Vault) -> None:
     mine = VaultTransit(url=vault.url, key=vault.key(key_type="aes256-gcm96"), token=vault.token)
     theirs = VaultTransit(url=vault.url, key=vault.key(), token=vault.token)
-    dk = theirs.new_data_key(10)
+    dk = as_materials(theirs).new_data_key(10)
     with pytest.raises(IntegrityError):
-        mine.open_data_key(dk.key_id, dk.stanzas)
+        as_materials(mine).open_data_key(dk.key_id, dk.stanzas)
     with pytest.raises(IntegrityError):
-        mine.rewrap_stanzas(dk.key_id, dk.stanzas)
+        as_materials(mine).rewrap_stanzas(dk.key_id, dk.stanzas)
 
 
 def test_key_that_cannot_encrypt_or_does_not_exist(vault: Vault) -> None:
     signing = VaultTransit(url=vault.url, key=vault.key(key_type="ecdsa-p256"), token=vault.token)
     with pytest.raises(KeyProviderError, match="encryption key"):
-        signing.new_data_key(10)
-    dk = VaultTransit(url=vault.url, key=vault.key(), token=vault.token).new_data_key(10)
+        as_materials(signing).new_data_key(10)
+    dk = as_materials(VaultTransit(url=vault.url, key=vault.key(), token=vault.token)).new_data_key(
+        10
+    )
     missing = VaultTransit(url=vault.url, key=vault.key(), token=vault.token)
     with pytest.raises(KeyProviderError, match="missing"):
-        missing.open_data_key(dk.key_id, dk.stanzas)
+        as_materials(missing).open_data_key(dk.key_id, dk.stanzas)
     no_mount = VaultTransit(url=vault.url, key=vault.key(), mount="nothing-here", token=vault.token)
     with pytest.raises(KeyProviderError, match="mount"):
-        no_mount.new_data_key(10)
+        as_materials(no_mount).new_data_key(10)
 
 
 # -- availability ---------------------------------------------------------------------------
@@ -398,7 +407,7 @@ def test_unreachable_vault_fails_after_bounded_retries(vault: Vault, leak_scan: 
     provider = CountingVault(url=url, key="results", token=vault.token, attempts=3, base_delay=0.05)
     started = time.monotonic()
     with pytest.raises(KeyProviderError, match="unreachable") as info:
-        provider.new_data_key(10)
+        as_materials(provider).new_data_key(10)
     assert time.monotonic() - started < 5
     assert CountingVault.transient_seen == 2  # attempts 1 and 2 retried, the 3rd is final
     assert url not in str(info.value) and info.value.__cause__ is not None
@@ -419,10 +428,10 @@ def test_sealed_vault_fails_after_bounded_retries(tmp_path: Path, leak_scan: Any
         client = hvac.Client(url=url, token=token)
         client.sys.enable_secrets_engine("transit")
         provider = VaultTransit(url=url, key="results", token=token, base_delay=0.05)
-        dk = provider.new_data_key(10)
+        dk = as_materials(provider).new_data_key(10)
         client.sys.seal()
         with pytest.raises(KeyProviderError, match="sealed") as info:
-            provider.open_data_key(dk.key_id, dk.stanzas)
+            as_materials(provider).open_data_key(dk.key_id, dk.stanzas)
         assert isinstance(info.value.__cause__, hvac.exceptions.VaultDown)
     finally:
         server.stop()

@@ -1,7 +1,7 @@
 """The payload descriptor: which serializer wrote a blob's payload.
 
     descriptor = AES-256-GCM(payload key, nonce = 0 (11 bytes) || 0x02, aad = header,
-                             name length (1) || serializer name (ascii) || zero padding) 
+                             name length (1) || serializer name (ascii) || zero padding)
                  -- 65 bytes of plaintext, 81 stored
 
 It sits between the key section and the segments, sealed under the payload key with a nonce no
@@ -16,7 +16,13 @@ from __future__ import annotations
 from sealed_results.errors import IntegrityError
 from sealed_results.format.segments import TAG_SIZE, SegmentCipher
 
-__all__ = ["DESCRIPTOR_SIZE", "MAX_NAME_LEN", "STREAM_SERIALIZER", "open_descriptor", "seal_descriptor"]
+__all__ = [
+    "DESCRIPTOR_SIZE",
+    "MAX_NAME_LEN",
+    "STREAM_SERIALIZER",
+    "open_descriptor",
+    "seal_descriptor",
+]
 
 MAX_NAME_LEN = 64
 _PLAIN_SIZE = 1 + MAX_NAME_LEN

@@ -19,7 +19,9 @@ import os
 from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sealed_results.errors import IntegrityError, UnsupportedVersion
 
@@ -29,6 +31,7 @@ TOKEN_VERSION = 1
 _KIND_BLOB = 1
 _PLAIN_SIZE = 64
 _AAD = b"sealed-results token v1"
+_HASH_INFO = b"sealed-results keyed name v1: "
 _RAW_SIZE = 1 + 12 + _PLAIN_SIZE + 16
 TOKEN_LENGTH = (_RAW_SIZE * 4 + 2) // 3  # 124, no '=' padding
 
@@ -40,10 +43,21 @@ class TokenCodec:
         if not keys or any(len(k) != 32 for k in keys):
             raise ValueError("token keys are 32 bytes and there is at least one")
         self._aeads = [AESGCM(k) for k in keys]
+        self._primary = bytes(keys[0])
 
     @property
     def key_count(self) -> int:
         return len(self._aeads)
+
+    def keyed_hash(self, purpose: str, data: bytes) -> bytes:
+        """HMAC-SHA256 of ``data`` under a key derived from the primary token key for
+        ``purpose``: deterministic names that reveal nothing without the token keys."""
+        key = HKDF(hashes.SHA256(), 32, salt=None, info=_HASH_INFO + purpose.encode()).derive(
+            self._primary
+        )
+        mac = hmac.HMAC(key, hashes.SHA256())
+        mac.update(data)
+        return mac.finalize()
 
     def seal(self, object_id: bytes, commitment: bytes, *, nonce: bytes | None = None) -> str:
         """``nonce`` is a test seam; random 96-bit nonces bound a token key to ~2**32 tokens."""

@@ -13,7 +13,7 @@ import hmac
 import io
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, ClassVar
 
 from sealed_results.errors import (
@@ -118,7 +118,8 @@ class ResultHandler(Rebuildable):
             raise ConfigError(f"{cls.__name__} needs a Store instance as its root")
         if not isinstance(root, str | os.PathLike):
             raise ConfigError("root must be a path, a URL or a Store")
-        return cls.store_class(str(root), **options)
+        build: Callable[..., Store] = cls.store_class  # each store has its own constructor
+        return build(str(root), **options)
 
     @property
     def store(self) -> Store:
@@ -194,7 +195,9 @@ class ResultHandler(Rebuildable):
             self._codec = TokenCodec(self._keyset.add_key())
 
     # -- writing -----------------------------------------------------------------------------
-    def _new_blob(self, object_id: bytes, size_hint: int | None, serializer: str) -> tuple[BlobHeader, SegmentCipher, bytes]:
+    def _new_blob(
+        self, object_id: bytes, size_hint: int | None, serializer: str
+    ) -> tuple[BlobHeader, SegmentCipher, bytes]:
         """A new blob's header, its cipher, and the bytes before its segments."""
         data_key = self._materials.new_data_key(size_hint)
         header, payload_key = BlobHeader.new(
@@ -222,30 +225,59 @@ class ResultHandler(Rebuildable):
             raise _overwrite() from None
         return header.commitment
 
-    def _seal_small(self, object_id: bytes, payload: Buffer, serializer: str) -> bytes:
-        """A payload shorter than one segment: the blob is built in memory (one AES-GCM call
-        for the payload) and stored in one call; the same bytes ``_seal_into`` would write."""
+    def _seal_whole(
+        self, object_id: bytes, payload: Buffer, serializer: str, *, overwrite: bool = False
+    ) -> bytes:
+        """The blob built in memory (one AES-GCM call for a payload under one segment) and
+        stored in one call; the same bytes ``_seal_into`` would write. ``overwrite`` replaces
+        an existing object atomically instead of refusing."""
         header, cipher, prefix = self._new_blob(object_id, len(payload), serializer)
+        blob = seal_segments(payload, cipher, prefix)
+        if overwrite:
+            self._store.replace(object_name(object_id), blob)
+            return header.commitment
         try:
-            self._store.put(object_name(object_id), seal_segments(payload, cipher, prefix))
+            self._store.put(object_name(object_id), blob)
         except FileExistsError:
             raise _overwrite() from None
         return header.commitment
 
-    def write(self, value: Any) -> str:
-        """Serialize, encrypt and store ``value``; return its opaque token."""
+    def _seal_value(self, object_id: bytes, value: Any, *, overwrite: bool = False) -> bytes:
         # A large bytes value is not copied: its own buffer is one of the parts.
         parts = self._serializer.dump_parts(value)
-        codec = self._tokens()
-        object_id = os.urandom(16)
         size = sum(len(part) for part in parts)
         name = self._serializer.name
-        if size < _SMALL_PAYLOAD:
+        if size < _SMALL_PAYLOAD or overwrite:
             payload = parts[0] if len(parts) == 1 else b"".join(parts)
-            commitment = self._seal_small(object_id, payload, name)
-        else:
-            commitment = self._seal_into(object_id, parts, size, name)
-        return codec.seal(object_id, commitment)
+            return self._seal_whole(object_id, payload, name, overwrite=overwrite)
+        return self._seal_into(object_id, parts, size, name)
+
+    def write(self, value: Any) -> str:
+        """Serialize, encrypt and store ``value``; return its opaque token."""
+        codec = self._tokens()
+        object_id = os.urandom(16)
+        return codec.seal(object_id, self._seal_value(object_id, value))
+
+    # -- results at names the caller derives (orchestrator adapters) ---------------------------
+    def derive_name(self, purpose: str, data: bytes) -> str:
+        """A storage name for ``data``: a keyed hash (HMAC-SHA256 under a key derived from the
+        primary token key for ``purpose``), so the name reveals nothing of ``data``, yet every
+        process with the profile derives the same one. ``rotate_token_keys()`` changes every
+        derived name (what was stored under the old ones is then not found)."""
+        return object_name(self._tokens().keyed_hash(purpose, data)[:16])
+
+    def write_at(self, name: str, value: Any, *, overwrite: bool = False) -> None:
+        """Store ``value`` under ``name`` (from ``derive_name``). The blob is bound to that
+        name: copied or moved to another name it does not open. Without ``overwrite`` an
+        existing object is refused (StorageError); with it, replaced atomically (whole in
+        memory)."""
+        self._seal_value(_object_id_of(name), value, overwrite=overwrite)
+
+    def read_at(self, name: str) -> Any:
+        """The value stored under ``name`` by ``write_at``; verified in full before anything
+        is deserialized. ResultNotFound when there is none."""
+        object_id = _object_id_of(name)
+        return self._read_object(object_id, None)
 
     def write_stream(self, fileobj: BinaryIO) -> str:
         """Store the bytes of a readable binary file object in bounded memory; ``read`` of the
@@ -268,14 +300,14 @@ class ResultHandler(Rebuildable):
         return self._tokens().open(token)
 
     def _open_header(
-        self, source: BinaryIO, object_id: bytes, commitment: bytes
+        self, source: BinaryIO, object_id: bytes, commitment: bytes | None
     ) -> tuple[SegmentCipher, str]:
         """The blob's cipher and serializer name, once the blob is shown to be the one the
-        token names and its key commitment holds."""
+        token names (its object id, and its commitment when a token gave one) and its key
+        commitment holds."""
         header = read_header(source)
-        if not (
-            hmac.compare_digest(header.object_id, object_id)
-            and hmac.compare_digest(header.commitment, commitment)
+        if not hmac.compare_digest(header.object_id, object_id) or (
+            commitment is not None and not hmac.compare_digest(header.commitment, commitment)
         ):
             raise IntegrityError()
         data_key = self._materials.open_data_key(header.key_id, header.stanzas)
@@ -284,7 +316,9 @@ class ResultHandler(Rebuildable):
 
     def read(self, token: str) -> Any:
         """The value behind ``token``; verified in full before anything is deserialized."""
-        object_id, commitment = self._locate(token)
+        return self._read_object(*self._locate(token))
+
+    def _read_object(self, object_id: bytes, commitment: bytes | None) -> Any:
         source, length = self._store.fetch(object_name(object_id))
         with source:
             cipher, serializer_name = self._open_header(source, object_id, commitment)

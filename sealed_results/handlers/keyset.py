@@ -44,9 +44,7 @@ class Keyset:
         )
 
     def _open(self, blob: bytes) -> list[bytes]:
-        name, payload = open_blob(
-            blob, self._materials.open_data_key, object_id=KEYSET_OBJECT_ID
-        )
+        name, payload = open_blob(blob, self._materials.open_data_key, object_id=KEYSET_OBJECT_ID)
         try:
             keys = [base64.urlsafe_b64decode(k) for k in json.loads(payload)["token_keys"]]
         except (ValueError, KeyError, TypeError):

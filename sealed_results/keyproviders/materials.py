@@ -16,7 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sealed_results.errors import ConfigError, IntegrityError, KeyProviderError
+from sealed_results.errors import (
+    ConfigError,
+    IntegrityError,
+    KeyProviderError,
+    SealedResultsError,
+)
 from sealed_results.format.stanza import MAX_STANZAS, Stanza
 from sealed_results.keyproviders.base import KEY_ID_SIZE, KeyProvider
 from sealed_results.pickling import Rebuildable
@@ -67,11 +72,11 @@ class KeyMaterials(Rebuildable, abc.ABC):
         """A new key-encryption key version in every provider (each is tried even when another
         fails: a new version is harmless to repeat; the failure is raised afterwards)."""
         providers = self.providers()
-        failures: list[KeyProviderError] = []
+        failures: list[SealedResultsError] = []
         for provider in providers:
             try:
                 provider.rotate()
-            except KeyProviderError as exc:
+            except SealedResultsError as exc:
                 failures.append(exc)
         if failures:
             raise KeyProviderError(
@@ -127,7 +132,9 @@ class MultiKeyProvider(KeyMaterials):
     useful, hence a ConfigError.
     """
 
-    def __init__(self, primary: KeyProvider | KeyMaterials, *others: KeyProvider | KeyMaterials) -> None:
+    def __init__(
+        self, primary: KeyProvider | KeyMaterials, *others: KeyProvider | KeyMaterials
+    ) -> None:
         providers: list[KeyProvider] = []
         for item in (primary, *others):
             if isinstance(item, MultiKeyProvider):

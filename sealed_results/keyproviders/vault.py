@@ -31,10 +31,10 @@ import hvac
 import hvac.exceptions as hvac_errors
 import requests
 
-from sealed_results.retry import retry
 from sealed_results.errors import ConfigError, IntegrityError, KeyProviderError
-from sealed_results.pickling import Rebuildable
 from sealed_results.keyproviders.base import DATA_KEY_SIZE, KeyProvider
+from sealed_results.pickling import Rebuildable
+from sealed_results.retry import retry
 
 __all__ = ["AppRoleAuth", "KubernetesAuth", "TokenAuth", "VaultAuth", "VaultTransit"]
 

@@ -53,10 +53,10 @@ def install() -> None:
     original = SealedResultsError.__init__
 
     def recording_init(self: SealedResultsError, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        original(self, *args, **kwargs)
         SCAN.record(type(self).__name__, f"{self} {self!r}")
 
-    SealedResultsError.__init__ = recording_init  # type: ignore[method-assign]
+    SealedResultsError.__init__ = recording_init  # type: ignore[method-assign,assignment]
     logger = logging.getLogger("sealed_results")
     logger.addHandler(_RecordingHandler(logging.DEBUG))
     logger.setLevel(logging.DEBUG)

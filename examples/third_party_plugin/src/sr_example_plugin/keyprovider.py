@@ -15,8 +15,8 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sealed_results.errors import ConfigError, IntegrityError, KeyProviderError
 from sealed_results import KeyProvider
+from sealed_results.errors import ConfigError, IntegrityError, KeyProviderError
 
 __all__ = ["ExampleStaticKeyProvider"]
 
