@@ -2,8 +2,10 @@
 
 Every message here is fixed text chosen by us. Messages, reprs and log lines travel to the
 orchestrator's cloud, so they never carry plaintext, roots, bucket or object names, key names,
-key ids, key material or provider addresses. An SDK's own exception is kept as ``__cause__``
-(it stays on the machine that raised it) while the message shown is ours.
+key ids, key material or provider addresses. An SDK's own exception is raised ``from None`` and so
+stays reachable as ``__context__`` for local debugging (``err.__context__``), while neither its
+message nor its traceback appears in ``traceback.format_exception(err)``: orchestrators log and
+ship formatted tracebacks.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ __all__ = [
     "ConfigError",
     "IntegrityError",
     "KeyProviderError",
+    "KeysetMissing",
     "PluginNotFound",
     "ResultNotFound",
     "SealedResultsError",
     "SerializationError",
     "StorageError",
+    "StoreConflict",
     "UnsupportedVersion",
 ]
 
@@ -52,6 +56,29 @@ class KeyProviderError(SealedResultsError):
 class StorageError(SealedResultsError):
     """The store failed permanently (no such bucket, access denied) or kept failing after
     retries."""
+
+
+class StoreConflict(StorageError):
+    """A compare-and-swap found the object changed since it was read (another process wrote
+    it first): read it again and retry."""
+
+    def __init__(self, message: str = "the object changed since it was read") -> None:
+        super().__init__(message)
+
+
+class KeysetMissing(SealedResultsError):
+    """The root holds results but no token keyset. A new keyset would make every existing
+    token unreadable, so none is made: restore the ``keyset`` object (docs/stores.md)."""
+
+    def __init__(
+        self,
+        message: str = (
+            "this root holds results but no token keyset; restore the 'keyset' object from a "
+            "backup or an earlier version (docs/stores.md) instead of starting a new one, "
+            "which would leave every token already issued unreadable"
+        ),
+    ) -> None:
+        super().__init__(message)
 
 
 class SerializationError(SealedResultsError):
