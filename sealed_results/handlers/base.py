@@ -13,14 +13,18 @@ import hmac
 import io
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, ClassVar
 
 from sealed_results.errors import (
     ConfigError,
     IntegrityError,
+    KeysetMissing,
+    ResultNotFound,
     SerializationError,
     StorageError,
+    UnsupportedVersion,
 )
 from sealed_results.format import (
     DEFAULT_SEGMENT_LOG2,
@@ -107,6 +111,7 @@ class ResultHandler(Rebuildable):
         self._keyset = Keyset(self._store, self._materials)
         self._lock = threading.Lock()
         self._codec: TokenCodec | None = None
+        self._loaded_at = 0.0
 
     @classmethod
     def _build_store(cls, root: str | Store, options: dict[str, Any]) -> Store:
@@ -180,19 +185,61 @@ class ResultHandler(Rebuildable):
         return self._tokens().key_count
 
     # -- tokens ------------------------------------------------------------------------------
+    # Token keys are cached per process. A token that no cached key opens makes the process
+    # reload the keyset once (another process may have rotated), at most once per
+    # RELOAD_INTERVAL so garbage tokens cannot make a reader hammer the store; and keys older
+    # than TOKEN_KEYS_MAX_AGE are reloaded on next use, so derived names (derive_name) follow
+    # a rotation elsewhere within that bound.
+    RELOAD_INTERVAL: ClassVar[float] = 1.0
+    TOKEN_KEYS_MAX_AGE: ClassVar[float] = 300.0
+
     def _tokens(self) -> TokenCodec:
         codec = self._codec
-        if codec is None:
+        if codec is None or time.monotonic() - self._loaded_at > self.TOKEN_KEYS_MAX_AGE:
             with self._lock:
-                if self._codec is None:
-                    self._codec = TokenCodec(self._keyset.load_or_create())
+                if self._codec is codec:
+                    keys = (
+                        self._keyset.load_or_create() if codec is None else self._keyset_now()
+                    )
+                    self._set_keys(keys)
                 codec = self._codec
+        assert codec is not None
         return codec
 
-    def rotate_token_keys(self) -> None:
-        """Seal new tokens with a fresh token key; every earlier token stays readable."""
+    def _keyset_now(self) -> list[bytes]:
+        try:
+            return self._keyset.load()
+        except ResultNotFound:
+            raise KeysetMissing() from None
+
+    def _set_keys(self, keys: list[bytes]) -> None:
+        self._codec = TokenCodec(keys)
+        self._loaded_at = time.monotonic()
+
+    def _reload_tokens(self) -> TokenCodec | None:
+        """A fresh codec from the stored keyset, unless one was loaded very recently."""
         with self._lock:
-            self._codec = TokenCodec(self._keyset.add_key())
+            if time.monotonic() - self._loaded_at < self.RELOAD_INTERVAL:
+                return None
+            self._set_keys(self._keyset_now())
+            return self._codec
+
+    def rotate_token_keys(self) -> None:
+        """Seal new tokens with a fresh token key; every earlier token stays readable. Safe to
+        run in several processes at once: each key is added by compare-and-swap."""
+        with self._lock:
+            self._set_keys(self._keyset.add_key())
+
+    def _locate(self, token: str) -> tuple[bytes, bytes]:
+        try:
+            return self._tokens().open(token)
+        except UnsupportedVersion:
+            raise
+        except IntegrityError:
+            codec = self._reload_tokens()  # perhaps sealed under a key added elsewhere
+            if codec is None:
+                raise
+            return codec.open(token)
 
     # -- writing -----------------------------------------------------------------------------
     def _new_blob(
@@ -296,9 +343,6 @@ class ResultHandler(Rebuildable):
         return codec.seal(object_id, commitment)
 
     # -- reading -----------------------------------------------------------------------------
-    def _locate(self, token: str) -> tuple[bytes, bytes]:
-        return self._tokens().open(token)
-
     def _open_header(
         self, source: BinaryIO, object_id: bytes, commitment: bytes | None
     ) -> tuple[SegmentCipher, str]:

@@ -201,19 +201,30 @@ def as_materials(
     raise ConfigError("keyprovider must be a KeyProvider instance or a list of them")
 
 
+# Writers put one stanza per provider; two of one kind (two Vaults) is the most a real header
+# has for any one reader's provider.
+MAX_TRIES_PER_PROVIDER = 2
+
+
 def unwrap_first(
     providers: Sequence[KeyProvider], key_id: bytes, stanzas: tuple[Stanza, ...]
 ) -> bytes:
     """Try each provider on each stanza of its kind; the first that opens wins.
 
     A provider failure (KeyProviderError) is remembered and re-raised only if nothing else opens
-    the key, so one unreachable provider does not block reading through another.
+    the key, so one unreachable provider does not block reading through another. Each provider
+    tries at most ``MAX_TRIES_PER_PROVIDER`` stanzas: a header is not trusted before a key opens
+    it, and junk stanzas of the right kind must not buy an attacker a provider round trip each.
     """
     failure: KeyProviderError | None = None
     for provider in providers:
+        tries = 0
         for stanza in stanzas:
             if stanza.kind != provider.kind:
                 continue
+            if tries == MAX_TRIES_PER_PROVIDER:
+                break
+            tries += 1
             try:
                 return provider.unwrap_data_key(stanza.wrapped, key_id)
             except IntegrityError:

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import hashlib
 import io
 from collections.abc import Iterator
 from typing import Any, BinaryIO, ClassVar
 
+from sealed_results.errors import ResultNotFound, StoreConflict
 from sealed_results.pickling import Rebuildable
 
 __all__ = ["Store"]
@@ -73,6 +75,31 @@ class Store(Rebuildable, abc.ABC):
     def replace(self, name: str, data: bytes) -> None:
         """Create or overwrite the object atomically: a reader sees the old bytes or the new
         ones, never a mix or nothing."""
+
+    # Compare-and-swap (defaults, NOT atomic: a store overrides both and sets atomic_swap).
+    atomic_swap: ClassVar[bool] = False
+
+    def get_versioned(self, name: str, *, max_size: int | None = None) -> tuple[bytes, str]:
+        """The object's bytes and an opaque version tag (``swap`` compares it)."""
+        data = self.get(name)
+        return data, hashlib.sha256(data).hexdigest()
+
+    def swap(self, name: str, data: bytes, version: str | None) -> None:
+        """Replace the object only if its version is still ``version`` (None: only if it does
+        not exist); otherwise ``StoreConflict``."""
+        if version is None:
+            try:
+                self.put(name, data)
+            except FileExistsError:
+                raise StoreConflict() from None
+            return
+        try:
+            current = self.get_versioned(name)[1]
+        except ResultNotFound:
+            raise StoreConflict() from None
+        if current != version:
+            raise StoreConflict()
+        self.replace(name, data)
 
     @abc.abstractmethod
     def list(self) -> Iterator[str]:
