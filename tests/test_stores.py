@@ -13,6 +13,7 @@ import pickle
 import stat
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,10 +21,20 @@ from typing import Any
 
 import pytest
 
-from sealed_results.errors import ConfigError, ResultNotFound, StorageError
+from sealed_results.errors import (
+    ConfigError,
+    IntegrityError,
+    ResultNotFound,
+    StorageError,
+)
 from sealed_results.retry import RetryPolicy
 from sealed_results.stores import LocalStore, MemoryStore, Store
-from sealed_results.testing.stores import StoreSuite, assert_names_nothing
+from sealed_results.testing.stores import (
+    StoreSuite,
+    append_under_cas,
+    assert_names_nothing,
+    items_of,
+)
 from tests.fault_proxy import Fault, FaultProxy, gcs_error, s3_error
 from tests.servers import AZURITE_KEY, GCSServer, MotoServer
 
@@ -218,7 +229,7 @@ def test_root_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert LocalStore(f"file://{tmp_path}").get("x") == b"1"
     monkeypatch.chdir(tmp_path.parent)
     relative = LocalStore(tmp_path.name)
-    assert relative.settings() == {"root": str(tmp_path)}
+    assert relative.settings() == {"root": str(tmp_path), "durable": False}
     assert pickle.loads(pickle.dumps(relative)).get("x") == b"1"
     with pytest.raises(ConfigError) as error:
         LocalStore("s3://bucket/prefix")
@@ -259,6 +270,153 @@ def _points_at(fd: str, path: Path) -> bool:
         return os.readlink(f"/proc/self/fd/{fd}") == str(path)
     except OSError:
         return False
+
+
+# -- the local store: compare-and-swap across processes, durability, bounded reads ---------------
+RACER = r"""
+import sys
+from sealed_results.stores import LocalStore
+from sealed_results.testing.stores import append_under_cas
+store = LocalStore(sys.argv[1])
+conflicts = 0
+sys.stdin.readline()  # start together
+for round_ in range(int(sys.argv[3])):
+    conflicts += append_under_cas(store, "keyset", b"%s-%d" % (sys.argv[2].encode(), round_))
+print(conflicts)
+"""
+
+
+def test_local_swaps_race_across_processes(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    store = LocalStore(root)
+    rounds, writers = 15, ("p0", "p1")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(root), tag, str(rounds)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        for tag in writers
+    ]
+    # Threads of this process race the two processes too.
+    threads_done: list[int] = []
+
+    def thread_writer(tag: str) -> None:
+        for round_ in range(rounds):
+            threads_done.append(
+                append_under_cas(store, "keyset", b"%s-%d" % (tag.encode(), round_))
+            )
+
+    threads = [threading.Thread(target=thread_writer, args=(f"t{i}",)) for i in range(2)]
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write(b"go\n")
+        process.stdin.flush()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for process in processes:
+        process.communicate(timeout=120)
+        assert process.returncode == 0
+    got = items_of(store.get("keyset"))
+    expected = {
+        b"%s-%d" % (tag.encode(), r) for tag in (*writers, "t0", "t1") for r in range(rounds)
+    }
+    assert sorted(got) == sorted(expected)  # every item, once
+    assert sorted(os.listdir(root)) == [".lock-keyset", "keyset"]
+    assert list(store.list()) == ["keyset"]
+
+
+def test_local_swap_refuses_what_is_not_a_file(local: tuple[LocalStore, Path]) -> None:
+    store, root = local
+    os.symlink(root / "real", root / "alias")
+    with pytest.raises(StorageError, match="not a regular file"):
+        store.swap("alias", b"x", None)
+    with pytest.raises(StorageError, match="not a regular file"):
+        store.get_versioned("alias")
+    assert os.readlink(root / "alias") == str(root / "real")
+
+
+@pytest.mark.timeout(20)
+def test_local_sparse_64_gib_object_is_refused_by_max_size(
+    local: tuple[LocalStore, Path],
+) -> None:
+    import resource
+    import time
+
+    store, root = local
+    name = f"sparse-{uuid.uuid4().hex}"  # a variable: a traceback shows literals in the source
+    with open(root / name, "wb") as file:
+        os.truncate(file.fileno(), 64 << 30)  # 64 GiB of length, no blocks
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    for call in (
+        lambda: store.get(name, max_size=MiB),
+        lambda: store.get_versioned(name, max_size=MiB),
+        lambda: store.fetch(name, max_size=MiB),
+    ):
+        with pytest.raises(IntegrityError) as error:
+            call()
+        assert_names_nothing(error.value, [str(root), name])
+    assert time.perf_counter() - started < 1.0
+    # ru_maxrss is in KiB on Linux: nothing near the object's size was allocated.
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024
+
+
+def _fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every os.fsync as "file" or "dir"."""
+    calls: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def test_durable_local_writes_fsync_file_and_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _fsyncs(monkeypatch)
+    plain = LocalStore(tmp_path / "plain")
+    plain.put("a", b"1")
+    with plain.create("b") as sink:
+        sink.write(b"2")
+    assert calls == []  # the hot path stays as it was
+    durable = LocalStore(tmp_path / "durable", durable=True)
+    assert durable.settings()["durable"] is True
+    assert pickle.loads(pickle.dumps(durable)).settings()["durable"] is True
+    for unnamed in (True, False):
+        durable._unnamed_files = unnamed
+        calls.clear()
+        durable.put(f"a{unnamed}", b"1")
+        assert calls == ["file", "dir"]
+        calls.clear()
+        with durable.create(f"b{unnamed}") as sink:
+            sink.write(b"2")
+        assert calls == ["file", "dir"]
+    # Key material is always durable: replace and swap, whatever `durable` says.
+    for store in (plain, durable):
+        calls.clear()
+        store.replace("k", b"v1")
+        assert calls == ["file", "dir"]
+        calls.clear()
+        store.swap("k", b"v2", store.get_versioned("k")[1])
+        assert calls == ["file", "dir"]
+
+
+def test_local_handler_passes_durable_to_its_store(tmp_path: Path, keyring: Any) -> None:
+    from sealed_results.handlers import LocalHandler
+
+    handler = LocalHandler(str(tmp_path / "root"), keyring, durable=True)
+    assert handler.store.settings()["durable"] is True
+    token = handler.write({"x": 1})
+    assert pickle.loads(pickle.dumps(handler)).read(token) == {"x": 1}
 
 
 def test_memory_stores_share_by_root() -> None:
@@ -510,6 +668,78 @@ def test_pickled_store_reconnects_in_another_process(
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     assert json.loads(done.stdout.decode().splitlines()[-1]) == {"value": "written in the parent"}
     assert store.get("from-the-child") == b"written in the child"
+
+
+# -- a copy without the secret options it was built with ---------------------------------------
+@pytest.fixture
+def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("AWS_ACCESS", "AWS_SECRET", "AWS_SESSION", "AZURE_STORAGE")):
+            monkeypatch.delenv(name)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(name, os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def _assert_withheld_error(error: BaseException, names: list[str], *private: str) -> None:
+    message = str(error)
+    assert isinstance(error, ConfigError)
+    assert "pickled without its secret storage options" in message
+    assert "credentials_from_env" in message
+    for name in names:
+        assert name in message
+    assert_names_nothing(error, list(private))
+
+
+def test_azure_copy_without_its_connection_string_says_so(
+    azure_root: tuple[str, dict[str, Any]], no_ambient_credentials: None
+) -> None:
+    from sealed_results.stores import AzureBlobStore
+
+    root, options = azure_root
+    original = AzureBlobStore(root, storage_options=options)
+    original.put("object", b"value")
+    blob = pickle.dumps(original)
+    assert options["connection_string"].encode() not in blob
+    copy = pickle.loads(blob)
+    with pytest.raises(ConfigError) as error:
+        copy.get("object")
+    _assert_withheld_error(
+        error.value, ["connection_string"], root, root.split("/")[2], AZURITE_KEY,
+        options["connection_string"],
+    )  # fmt: skip
+    # Given again through the environment, the copy works.
+    os.environ["SR_TEST_AZ_CS"] = options["connection_string"]
+    try:
+        again = AzureBlobStore(
+            **{**copy.settings(), "credentials_from_env": {"connection_string": "SR_TEST_AZ_CS"}}
+        )
+        assert again.get("object") == b"value"
+    finally:
+        del os.environ["SR_TEST_AZ_CS"]
+
+
+def test_s3_copy_without_its_key_and_secret_says_so(
+    s3_root: tuple[str, dict[str, Any]], no_ambient_credentials: None
+) -> None:
+    from sealed_results.stores import S3Store
+
+    root, options = s3_root
+    secrets = {"key": "AKIAWITHHELD0000", "secret": f"sr-{uuid.uuid4().hex}"}
+    original = S3Store(root, storage_options={**options, **secrets})
+    original.put("object", b"value")
+    blob = pickle.dumps(original)
+    assert not [v for v in secrets.values() if v.encode() in blob]
+    copy = pickle.loads(blob)
+    assert copy.settings()["withheld_options"] == ["key", "secret"]
+    for operation in (lambda: copy.get("object"), lambda: copy.put("other", b"x")):
+        with pytest.raises(ConfigError) as error:
+            operation()
+        _assert_withheld_error(
+            error.value, ["key", "secret"], root, root.split("/")[2], *secrets.values()
+        )
+    # The original (which has them) is unaffected, and a denial after success stays "denied".
+    assert original.get("object") == b"value"
 
 
 def test_credentials_from_env_names_a_missing_variable_only() -> None:

@@ -13,18 +13,35 @@ cause: raise ours ``from None`` inside the ``except`` block, which keeps the SDK
 ``__context__`` for local debugging without printing it (``stores.failures.as_ours`` does the
 classifying). A store plugin implements the abstract methods below and inherits the
 rest; ``sealed_results.testing.StoreSuite`` checks it against this contract.
+
+Bounded reads. ``get``, ``get_versioned`` and ``fetch`` take ``max_size``: an object larger than
+that cannot be what was written (the caller knows the bound, e.g. a keyset's), so the store
+raises ``IntegrityError`` without reading it whole (a size from ``fstat`` or the response
+headers, or a read of at most ``max_size + 1`` bytes).
+
+Compare-and-swap. ``get_versioned`` returns an object's bytes with an opaque version tag taken
+atomically with them, and ``swap`` replaces the object only if its version is still that tag
+(``None``: only if the object does not exist), else raises ``StoreConflict``. That makes every
+read-modify-write of key material safe under concurrency: read, change, swap, and on
+``StoreConflict`` read again and redo the change. ``atomic_swap`` says whether the store
+enforces the condition atomically (server-side, or under a lock); the defaults here, for stores
+that do not override them, compare and then replace, which is not atomic. A ``StoreConflict``
+can also follow a swap that did land, when a response was lost and the SDK retried the request:
+make the change idempotent (redo it only if the re-read object lacks it).
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import hashlib
+import inspect
 import io
 from collections.abc import Iterator
 from typing import Any, BinaryIO, ClassVar
 
-from sealed_results.errors import ResultNotFound, StoreConflict
+from sealed_results.errors import IntegrityError, ResultNotFound, StoreConflict
 from sealed_results.pickling import Rebuildable
 
 __all__ = ["Store"]
@@ -35,6 +52,10 @@ class Store(Rebuildable, abc.ABC):
 
     #: The plugin name of the handler over this store (``"local"``, ``"s3"``...).
     name: ClassVar[str]
+    #: Whether ``swap`` is atomic: the store itself refuses a write whose version condition
+    #: does not hold (S3 If-Match, GCS generation match, Azure ETag, a lock on local disk).
+    #: False for the default ``swap`` below, which compares and then replaces.
+    atomic_swap: ClassVar[bool] = False
 
     @abc.abstractmethod
     def create(self, name: str) -> contextlib.AbstractContextManager[BinaryIO]:
@@ -49,44 +70,38 @@ class Store(Rebuildable, abc.ABC):
             sink.write(data)
 
     @abc.abstractmethod
-    def get(self, name: str) -> bytes:
-        """The whole object."""
+    def get(self, name: str, *, max_size: int | None = None) -> bytes:
+        """The whole object. Larger than ``max_size`` bytes: ``IntegrityError``, raised without
+        reading the object whole."""
 
     @abc.abstractmethod
     def open(self, name: str) -> BinaryIO:
         """A readable stream of the object, for reading in bounded memory."""
 
-    def fetch(self, name: str) -> tuple[BinaryIO, int]:
+    def fetch(self, name: str, *, max_size: int | None = None) -> tuple[BinaryIO, int]:
         """The object for one sequential pass, with its length in bytes. By default it is read
         whole first (one request to a remote store); a store that can stream with a known
-        length (local files) saves holding a large object twice."""
-        data = self.get(name)
+        length (local files) saves holding a large object twice. ``max_size`` as for ``get``."""
+        data = self._get_bounded(name, max_size)
         return io.BytesIO(data), len(data)
 
-    @abc.abstractmethod
-    def exists(self, name: str) -> bool:
-        """Whether the object exists. Errors other than "missing" raise, never read as False."""
-
-    @abc.abstractmethod
-    def delete(self, name: str) -> None:
-        """Remove the object (``ResultNotFound`` if it is missing)."""
-
-    @abc.abstractmethod
-    def replace(self, name: str, data: bytes) -> None:
-        """Create or overwrite the object atomically: a reader sees the old bytes or the new
-        ones, never a mix or nothing."""
-
-    # Compare-and-swap (defaults, NOT atomic: a store overrides both and sets atomic_swap).
-    atomic_swap: ClassVar[bool] = False
-
     def get_versioned(self, name: str, *, max_size: int | None = None) -> tuple[bytes, str]:
-        """The object's bytes and an opaque version tag (``swap`` compares it)."""
-        data = self.get(name)
-        return data, hashlib.sha256(data).hexdigest()
+        """The whole object and an opaque version tag taken atomically with it, for ``swap``
+        (``ResultNotFound`` if missing; ``max_size`` as for ``get``).
+
+        The default tag is a digest of the bytes, so the pair is consistent by construction;
+        a store with its own versions (ETags, generations) overrides this."""
+        data = self._get_bounded(name, max_size)
+        return data, _digest(data)
 
     def swap(self, name: str, data: bytes, version: str | None) -> None:
-        """Replace the object only if its version is still ``version`` (None: only if it does
-        not exist); otherwise ``StoreConflict``."""
+        """Replace the object with ``data`` only if its version is still ``version`` (from
+        ``get_versioned``); ``None``: create it only if it does not exist. Otherwise raise
+        ``StoreConflict`` and change nothing.
+
+        This default creates exclusively with ``put`` (atomic where ``put`` is), but for a
+        replacement it compares and then calls ``replace``: another writer can slip in between,
+        which is why ``atomic_swap`` is False unless a store overrides both methods."""
         if version is None:
             try:
                 self.put(name, data)
@@ -101,6 +116,32 @@ class Store(Rebuildable, abc.ABC):
             raise StoreConflict()
         self.replace(name, data)
 
+    def _get_bounded(self, name: str, max_size: int | None) -> bytes:
+        """``get(name, max_size=max_size)``; for a store whose ``get`` predates ``max_size``,
+        the first ``max_size + 1`` bytes of ``open(name)`` (bounded all the same)."""
+        if max_size is None:
+            return self.get(name)
+        if _get_takes_max_size(type(self)):
+            return self.get(name, max_size=max_size)
+        with self.open(name) as stream:
+            data = _read_up_to(stream, max_size + 1)
+        if len(data) > max_size:
+            raise IntegrityError()
+        return data
+
+    @abc.abstractmethod
+    def exists(self, name: str) -> bool:
+        """Whether the object exists. Errors other than "missing" raise, never read as False."""
+
+    @abc.abstractmethod
+    def delete(self, name: str) -> None:
+        """Remove the object (``ResultNotFound`` if it is missing)."""
+
+    @abc.abstractmethod
+    def replace(self, name: str, data: bytes) -> None:
+        """Create or overwrite the object atomically: a reader sees the old bytes or the new
+        ones, never a mix or nothing."""
+
     @abc.abstractmethod
     def list(self) -> Iterator[str]:
         """Names of every object under the root, in no particular order; an empty or not yet
@@ -113,3 +154,23 @@ class Store(Rebuildable, abc.ABC):
     def __repr__(self) -> str:
         # The root names a bucket or a path: it must not reach the orchestrator through a log.
         return f"<{type(self).__name__}>"
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@functools.cache
+def _get_takes_max_size(cls: type[Store]) -> bool:
+    try:
+        return "max_size" in inspect.signature(cls.get).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a get without a signature
+        return False
+
+
+def _read_up_to(stream: BinaryIO, limit: int) -> bytes:
+    parts, got = [], 0
+    while got < limit and (chunk := stream.read(limit - got)):
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)

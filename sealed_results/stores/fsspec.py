@@ -8,23 +8,38 @@ what its SDK's errors mean (``_sdk_failure``, ``_container_missing``).
 Errors leave as ours with fixed messages (see ``stores.failures``; the SDK's error stays
 reachable as ``__context__``). Retries: the SDKs retry each request; idempotent whole operations
 are retried once more by ``RetryPolicy`` if the error that escaped is still transient; writes
-never (the caller's stream cannot be replayed). Pickles carry no secret storage options
-(``split_options``); copies take credentials from ``credentials_from_env`` or the SDK's default
-chain. docs/stores.md has the details per store.
+never (the caller's stream cannot be replayed), and neither is a conditional write (``swap``).
+Pickles carry no secret storage options (``split_options``); copies take credentials from
+``credentials_from_env`` or the SDK's default chain. A copy remembers the *names* of the secret
+options that stayed behind, so that when it is refused access before anything worked, its
+error says so (``ConfigError``) instead of a bare "denied". docs/stores.md has the details per
+store.
+
+Compare-and-swap: a backend reads an object with its version in one request
+(``_read_versioned``: S3 ETag, GCS generation, Azure ETag) and writes under the matching
+precondition (``_write_conditional``) with ``atomic_swap = True``. The generic store keeps the
+base class's digest versions and non-atomic swap.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, ClassVar, TypeVar, cast
 
 import fsspec
 from fsspec.core import split_protocol, url_to_fs
 
-from sealed_results.errors import ConfigError, SealedResultsError, StorageError
+from sealed_results.errors import (
+    ConfigError,
+    IntegrityError,
+    SealedResultsError,
+    StorageError,
+    StoreConflict,
+)
 from sealed_results.options import split_options
 from sealed_results.retry import RetryPolicy
 from sealed_results.stores.base import Store
@@ -41,6 +56,17 @@ from sealed_results.stores.streams import GuardedStream
 __all__ = ["FsspecStore"]
 
 T = TypeVar("T")
+
+
+def _option_names(options: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of every leaf option (``s3_additional_kwargs.SSECustomerKey``)."""
+    names: list[str] = []
+    for name, value in options.items():
+        if isinstance(value, Mapping) and value:
+            names.extend(_option_names(value, f"{prefix}{name}."))
+        else:
+            names.append(f"{prefix}{name}")
+    return names
 
 
 def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,6 +88,8 @@ class FsspecStore(Store):
     time the store connects, e.g. ``{"secret": "AWS_SECRET_ACCESS_KEY"}``: that is how a store
     unpickled in another process gets credentials that were not pickled. ``retry`` is the
     policy for retrying whole idempotent operations (``RetryPolicy(attempts=1)`` disables).
+    ``withheld_options`` is set by unpickling: the names (never values) of the secret options
+    the original store had and did not pickle.
     """
 
     name = "fsspec"
@@ -80,6 +108,7 @@ class FsspecStore(Store):
         storage_options: Mapping[str, Any] | None = None,
         credentials_from_env: Mapping[str, str] | None = None,
         retry: RetryPolicy | None = None,
+        withheld_options: Sequence[str] = (),
     ) -> None:
         self._root = str(root)
         protocol = split_protocol(self._root)[0] or "file"
@@ -93,6 +122,15 @@ class FsspecStore(Store):
             raise ConfigError("credentials_from_env must map option names to variable names")
         self._options, self._private_options = split_options(storage_options or {})
         self._credentials_from_env = dict(credentials_from_env or {})
+        given = set(_option_names(self._private_options))
+        self._withheld = tuple(sorted(given.union(withheld_options)))
+        # Withheld and not given again here, directly or through credentials_from_env.
+        self._missing = tuple(
+            name
+            for name in self._withheld
+            if name not in given and name.split(".")[0] not in self._credentials_from_env
+        )
+        self._proven = False  # an operation has succeeded: the credentials work
         self._retry = retry or self.default_retry
         self._fs_lock = threading.Lock()
         self._fs_cache: fsspec.AbstractFileSystem | None = None
@@ -105,6 +143,7 @@ class FsspecStore(Store):
             "storage_options": self._options,
             "credentials_from_env": self._credentials_from_env,
             "retry": self._retry,
+            "withheld_options": list(self._withheld),
         }
 
     # -- connection ------------------------------------------------------------------------------
@@ -144,6 +183,8 @@ class FsspecStore(Store):
         except SealedResultsError:
             raise
         except Exception as exc:  # e.g. adlfs quoting a malformed connection string
+            if self._missing:
+                raise self._withheld_error(exc) from None
             raise as_ours(exc, self._sdk_failure) from None
         self._base = base.rstrip("/")
         return cast(fsspec.AbstractFileSystem, fs)
@@ -166,20 +207,46 @@ class FsspecStore(Store):
         return classify(exc, self._sdk_failure)
 
     def _ours(self, exc: Exception) -> Exception:
+        if (
+            self._missing
+            and not self._proven
+            and not isinstance(exc, SealedResultsError)
+            and self._classify(exc) is Failure.DENIED
+        ):
+            return self._withheld_error(exc)
         return as_ours(exc, self._sdk_failure, self._container_missing)
+
+    def _withheld_error(self, exc: BaseException) -> ConfigError:
+        """The store was refused (or could not connect) in a copy that lacks secret options the
+        original had: say so, by option names only."""
+        error = ConfigError(
+            f"this store was pickled without its secret storage options "
+            f"({', '.join(self._missing)}), which never travel, and it could not connect or was "
+            f"refused access without them: give them to copies in other processes through "
+            f"credentials_from_env (storage option name -> environment variable name), or "
+            f"rely on the SDK's default credential chain there"
+        )
+        error.__context__ = exc
+        error.__suppress_context__ = True
+        return error
 
     def _is_transient(self, exc: Exception) -> bool:
         return is_transient(exc, self._sdk_failure)
 
-    def _run(self, fn: Callable[[], T], *, what: str, retry: bool = True) -> T:
+    def _run(self, fn: Callable[[], T], *, what: str, retry: bool = True, proves: bool = True) -> T:
         """Run a store operation: retried while transient if ``retry``, errors made ours.
-        ``what`` is a fixed word for debug logs (never a name or path)."""
+        ``what`` is a fixed word for debug logs (never a name or path). ``proves``: success
+        means the service answered (opening a file for writing may not ask it anything)."""
         try:
-            if not retry:
-                return fn()
-            return self._retry.call(fn, is_transient=self._is_transient, what=what)
+            if retry:
+                result = self._retry.call(fn, is_transient=self._is_transient, what=what)
+            else:
+                result = fn()
         except Exception as exc:
             raise self._ours(exc) from None
+        if proves:
+            self._proven = True
+        return result
 
     def _only_object_missing(self, exc: Exception) -> None:
         """Return if ``exc`` says the object is missing; raise if it says anything else,
@@ -197,7 +264,7 @@ class FsspecStore(Store):
     @contextlib.contextmanager
     def create(self, name: str) -> Iterator[BinaryIO]:
         path = self._path(name)
-        sink = self._run(lambda: self._open_exclusive(path), what="open for writing")
+        sink = self._run(lambda: self._open_exclusive(path), what="open for writing", proves=False)
         try:
             yield cast(BinaryIO, GuardedStream(sink, self._ours, writer=True))
             # Not retried here: a lost response could make a retry see its own object. The
@@ -216,9 +283,59 @@ class FsspecStore(Store):
         with contextlib.suppress(Exception):
             sink.closed = True
 
-    def get(self, name: str) -> bytes:
+    def get(self, name: str, *, max_size: int | None = None) -> bytes:
         path = self._path(name)
-        return self._run(lambda: bytes(self._fs.cat_file(path)), what="read")
+        if max_size is None:
+            return self._run(lambda: bytes(self._fs.cat_file(path)), what="read")
+        return self._run(lambda: self._read_versioned(path, max_size), what="read")[0]
+
+    def get_versioned(self, name: str, *, max_size: int | None = None) -> tuple[bytes, str]:
+        path = self._path(name)
+        return self._run(lambda: self._read_versioned(path, max_size), what="read")
+
+    def _read_versioned(self, path: str, max_size: int | None) -> tuple[bytes, str]:
+        """The object's bytes and version, in one request where the backend allows; larger
+        than ``max_size``: IntegrityError, after reading at most ``max_size + 1`` bytes. This
+        generic one reads a range and versions by digest (see ``Store.get_versioned``)."""
+        if max_size is None:
+            data = bytes(self._fs.cat_file(path))
+        else:
+            data = bytes(self._fs.cat_file(path, start=0, end=max_size + 1))
+            if len(data) > max_size:
+                raise IntegrityError()
+        return data, "sha256:" + hashlib.sha256(data).hexdigest()
+
+    def swap(self, name: str, data: bytes, version: str | None) -> None:
+        if not self.atomic_swap:
+            super().swap(name, data, version)
+            return
+        path = self._path(name)
+        try:
+            # Never retried by us: a retry after a lost answer would meet its own write.
+            self._write_conditional(path, bytes(data), version)
+        except Exception as exc:
+            raise self._swap_error(exc) from None
+        self._proven = True
+
+    def _write_conditional(self, path: str, data: bytes, version: str | None) -> None:
+        """Write ``data`` at ``path`` on the condition that the object's version is
+        ``version`` (None: that there is none), checked by the service."""
+        raise NotImplementedError  # pragma: no cover - only where atomic_swap is True
+
+    def _swap_error(self, exc: Exception) -> Exception:
+        """Ours for a failed conditional write: a failed precondition (or an object that
+        vanished since it was read) is a ``StoreConflict``."""
+        if isinstance(exc, SealedResultsError):
+            return exc
+        failure = self._classify(exc)
+        if failure is Failure.EXISTS or (
+            failure is Failure.MISSING and not surely(self._container_missing)
+        ):
+            error = StoreConflict()
+            error.__context__ = exc
+            error.__suppress_context__ = True
+            return error
+        return self._ours(exc)
 
     def open(self, name: str) -> BinaryIO:
         path = self._path(name)

@@ -17,17 +17,26 @@ that path at all:
   names and which fails authentication if read.
 
 The placeholder costs one small extra request per large write.
+
+Compare-and-swap: the version is the object's generation, from the ``X-Goog-Generation`` header
+of the download that carried the bytes; ``swap`` is one multipart upload with
+``ifGenerationMatch=<generation>`` (``0`` to create), the one upload path on which
+fake-gcs-server honours preconditions too. A bounded read asks for the range
+``0..max_size``; GCS refuses any range of an empty object (416), which one metadata request
+then tells apart.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from sealed_results.errors import IntegrityError, StorageError
 from sealed_results.retry import RetryPolicy
-from sealed_results.stores.failures import Failure, failure_for_status
+from sealed_results.stores.failures import MESSAGES, Failure, failure_for_status
 from sealed_results.stores.fsspec import FsspecStore
 
 # gcsfs reads this on first import; left unset, bucket operations against anything but real
@@ -120,6 +129,7 @@ class GCSStore(FsspecStore):
 
     name = "gcs"
     extra = "gcs"
+    atomic_swap = True
     protocols = ("gs", "gcs")
     default_storage_options: ClassVar[dict[str, Any]] = {
         # Resumable-upload chunk (a multiple of 256 KiB); a streamed write holds about one.
@@ -132,6 +142,49 @@ class GCSStore(FsspecStore):
     def _open_exclusive(self, path: str) -> Any:
         fs = self._fs
         return _exclusive_file_class()(fs, path, block_size=fs.default_block_size)
+
+    def _read_versioned(self, path: str, max_size: int | None) -> tuple[bytes, str]:
+        from gcsfs.retry import HttpError
+
+        fs = self._fs
+        bucket, key, _ = fs.split_path(path)
+        headers = {} if max_size is None else {"Range": f"bytes=0-{max_size}"}
+        for _ in range(3):
+            try:
+                answer, data = fs.call("GET", fs.url(path), headers=headers)
+            except HttpError as exc:
+                if max_size is None or exc.code != 416:
+                    raise
+                # No range of an empty object exists: is it (still) empty?
+                metadata = fs.call("GET", "b/{}/o/{}", bucket, key, json_out=True)
+                if int(metadata["size"]) == 0:
+                    return b"", str(metadata["generation"])
+                continue  # replaced meanwhile: read again
+            if max_size is not None and len(data) > max_size:
+                raise IntegrityError()  # more than max_size bytes follow: not read
+            return bytes(data), str(_header(answer, "x-goog-generation"))
+        raise StorageError(MESSAGES[Failure.TRANSIENT])
+
+    def _write_conditional(self, path: str, data: bytes, version: str | None) -> None:
+        fs = self._fs
+        bucket, key, _ = fs.split_path(path)
+        metadata = json.dumps({"name": key})
+        body = (
+            b"--==0==\nContent-Type: application/json; charset=UTF-8\n\n"
+            + metadata.encode()
+            + b"\n--==0==\nContent-Type: application/octet-stream\n\n"
+            + data
+            + b"\n--==0==--"
+        )
+        fs.call(
+            "POST",
+            f"{fs._location}/upload/storage/v1/b/{quote(bucket)}/o",
+            uploadType="multipart",
+            headers={"Content-Type": 'multipart/related; boundary="==0=="'},
+            data=body,
+            json_out=True,
+            ifGenerationMatch=version or "0",
+        )
 
     def _sdk_failure(self, exc: BaseException) -> Failure | None:
         from gcsfs.retry import HttpError
@@ -159,3 +212,11 @@ class GCSStore(FsspecStore):
         except Exception as exc:
             return self._classify(exc) is Failure.MISSING
         return False
+
+
+def _header(headers: Any, name: str) -> str:
+    """A response header by case-insensitive name."""
+    for key, value in headers.items():
+        if key.lower() == name:
+            return str(value)
+    raise KeyError(name)  # pragma: no cover - GCS always sends it with object media

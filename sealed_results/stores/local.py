@@ -11,6 +11,20 @@ the size, that it is a regular file: a symlink planted under the root (to /dev/z
 elsewhere) or a FIFO fails at once with ``StorageError``, instead of reading what the link
 points at, eating memory or hanging. O_NONBLOCK changes nothing for a regular file.
 
+Compare-and-swap (``get_versioned``/``swap``). The version of an object is
+``"<inode>-<mtime ns>-<size>"`` from the ``fstat`` of the descriptor its bytes were read from: an
+object is never written in place (every write names a new file), so the bytes of that inode
+never change. ``swap`` holds an exclusive ``flock`` on a lock file beside the object
+(``.lock-<name>``, never listed, never removed) while it compares the current version and
+renames a new file in; ``replace`` and ``swap`` stamp the new file's mtime with the fine-grained
+clock, so an inode number reused by the filesystem still gives a new version. ``flock`` excludes
+threads and processes on one machine; on a network filesystem it is only as good as the
+filesystem's locking (NFS maps it to POSIX locks).
+
+Durability. ``durable=True`` fsyncs every new object before it is named, and the directory
+after. ``replace`` and ``swap`` always do (they carry key material: the keyset): a crash leaves
+the old object or the new one, whole.
+
 Plain ``os`` rather than fsspec: fsspec's file objects add syscalls and layers of Python to
 every call, which are most of the cost of storing and reading a small result.
 """
@@ -19,13 +33,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar, cast
 
-from sealed_results.errors import ConfigError, StorageError
+from sealed_results.errors import ConfigError, IntegrityError, StorageError, StoreConflict
 from sealed_results.stores.base import Store
 from sealed_results.stores.failures import MESSAGES, Failure, as_ours
 from sealed_results.stores.streams import GuardedStream
@@ -43,6 +59,9 @@ _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLO
 # small result is then parsed and decrypted from memory, with no buffered file object between.
 _READ_WHOLE = 1 << 16
 _TMP_PREFIX = ".tmp-"
+_LOCK_PREFIX = ".lock-"
+_HIDDEN = (_TMP_PREFIX, _LOCK_PREFIX)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 
 
 def _local_failure(exc: BaseException) -> Failure | None:
@@ -70,18 +89,25 @@ def _local_path(root: str | os.PathLike[str]) -> str:
 
 class LocalStore(Store):
     """Objects under the directory ``root`` (a path or a ``file://`` URL), which is created
-    with mode 0700 on the first write."""
+    with mode 0700 on the first write.
+
+    ``durable=True`` makes every write survive a crash of the machine once it has returned
+    (fsync of the file and of the directory), at a cost per write (docs/stores.md); ``replace``
+    and ``swap`` are durable whatever it says.
+    """
 
     name = "local"
+    atomic_swap = True
     _unnamed_files = bool(_O_TMPFILE) and os.path.isdir("/proc/self/fd")
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, durable: bool = False) -> None:
         self._root = _local_path(root)
+        self._durable = bool(durable)
 
     def settings(self) -> dict[str, Any]:
         # The absolute path: a copy in a process with another working directory finds the
         # same objects.
-        return {"root": self._root}
+        return {"root": self._root, "durable": self._durable}
 
     def _path(self, name: str) -> str:
         return f"{self._root}/{name}"
@@ -126,10 +152,14 @@ class LocalStore(Store):
             yield cast(BinaryIO, GuardedStream(sink, _ours, writer=True))
             try:
                 sink.flush()
+                if self._durable:
+                    os.fsync(fd)
                 if tmp is None:
                     _link_unnamed(fd, path)
                 else:
                     os.link(tmp, path)
+                if self._durable:
+                    self._sync_root()
             except Exception as exc:
                 raise _ours(exc) from None
         finally:
@@ -151,24 +181,77 @@ class LocalStore(Store):
                 return
             try:
                 _write_all(fd, data)
+                if self._durable:
+                    os.fsync(fd)
                 _link_unnamed(fd, self._path(name))
             finally:
                 os.close(fd)
+            if self._durable:
+                self._sync_root()
         except Exception as exc:
             raise _ours(exc) from None
 
-    def replace(self, name: str, data: bytes) -> None:
+    def _sync_root(self) -> None:
+        """fsync the root directory: makes a new name (link, rename) survive a crash."""
+        fd = os.open(self._root, _DIR_FLAGS)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _write_new(self, name: str, data: bytes, *, exclusive: bool) -> None:
+        """Write ``data`` to a temporary file, fsync it, stamp it with a fresh mtime (a new
+        version even if the inode number is reused) and name it ``name``: over the old object
+        atomically, or (``exclusive``) only where there is none. Then fsync the directory."""
         tmp = self._tmp_path(name)
         try:
             fd = self._in_root(lambda: _create_named(tmp))
             try:
                 _write_all(fd, data)
+                now = time.time_ns()
+                os.utime(fd, ns=(now, now))
+                os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, self._path(name))  # atomic: readers see the old file or the new
-        except Exception as exc:
+            if exclusive:
+                os.link(tmp, self._path(name))  # never replaces
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, self._path(name))  # atomic: readers see the old or the new
+            self._sync_root()
+        except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            raise
+
+    def replace(self, name: str, data: bytes) -> None:
+        try:
+            self._write_new(name, data, exclusive=False)
+        except Exception as exc:
+            raise _ours(exc) from None
+
+    def swap(self, name: str, data: bytes, version: str | None) -> None:
+        try:
+            lock = self._in_root(lambda: _open_lock(self._path(f"{_LOCK_PREFIX}{name}")))
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    status = os.lstat(self._path(name))
+                except FileNotFoundError:
+                    current = None
+                else:
+                    if not stat.S_ISREG(status.st_mode):
+                        raise StorageError(MESSAGES[Failure.NOT_A_FILE])
+                    current = _version(status)
+                if current != version:
+                    raise StoreConflict()
+                # Exclusive for a create: a put() of the same name takes no lock.
+                self._write_new(name, data, exclusive=version is None)
+            finally:
+                os.close(lock)  # releases the lock
+        except FileExistsError:
+            raise StoreConflict() from None
+        except Exception as exc:
             raise _ours(exc) from None
 
     def delete(self, name: str) -> None:
@@ -190,11 +273,28 @@ class LocalStore(Store):
             raise
         return fd, status.st_size
 
-    def get(self, name: str) -> bytes:
+    def get(self, name: str, *, max_size: int | None = None) -> bytes:
         try:
             fd, size = self._open_object(name)
             try:
+                if max_size is not None and size > max_size:
+                    raise IntegrityError()  # too large to be what was written: not read
                 return _read_all(fd, size)
+            finally:
+                os.close(fd)
+        except Exception as exc:
+            raise _ours(exc) from None
+
+    def get_versioned(self, name: str, *, max_size: int | None = None) -> tuple[bytes, str]:
+        try:
+            fd = os.open(self._path(name), _READ_FLAGS)
+            try:
+                status = os.fstat(fd)
+                if not stat.S_ISREG(status.st_mode):
+                    raise StorageError(MESSAGES[Failure.NOT_A_FILE])
+                if max_size is not None and status.st_size > max_size:
+                    raise IntegrityError()
+                return _read_all(fd, status.st_size), _version(status)
             finally:
                 os.close(fd)
         except Exception as exc:
@@ -207,9 +307,12 @@ class LocalStore(Store):
         except Exception as exc:
             raise _ours(exc) from None
 
-    def fetch(self, name: str) -> tuple[BinaryIO, int]:
+    def fetch(self, name: str, *, max_size: int | None = None) -> tuple[BinaryIO, int]:
         try:
             fd, size = self._open_object(name)
+            if max_size is not None and size > max_size:
+                os.close(fd)
+                raise IntegrityError()
             if size > _READ_WHOLE:
                 return _reader(fd), size
             try:  # a small result: one read, then memory only
@@ -237,10 +340,9 @@ class LocalStore(Store):
                 names = [
                     entry.name
                     for entry in entries
-                    # Temporary files of unfinished writes, and anything that is not a plain
-                    # file (directories, links), are not objects.
-                    if not entry.name.startswith(_TMP_PREFIX)
-                    and entry.is_file(follow_symlinks=False)
+                    # Temporary files of unfinished writes, lock files, and anything that is
+                    # not a plain file (directories, links), are not objects.
+                    if not entry.name.startswith(_HIDDEN) and entry.is_file(follow_symlinks=False)
                 ]
         except FileNotFoundError:
             return iter(())  # not yet created: nothing stored
@@ -288,3 +390,11 @@ def _link_unnamed(fd: int, path: str) -> None:
     # linkat(AT_SYMLINK_FOLLOW) through /proc names the unnamed file. os.link uses linkat only
     # when given a dir fd; the source path is absolute, so the kernel ignores which fd that is.
     os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd)
+
+
+def _open_lock(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+
+
+def _version(status: os.stat_result) -> str:
+    return f"{status.st_ino}-{status.st_mtime_ns}-{status.st_size}"

@@ -8,18 +8,21 @@ memory.
 
 fsspec's own exclusive ``open(path, "xb")`` checks for the name and then creates it (two steps,
 racy across threads), and its files are visible from the moment they are opened; so this store
-writes whole objects under one lock, after checking the name under that same lock.
+writes whole objects under one lock, after checking the name under that same lock. ``swap``
+compares and replaces under that lock too; an object's version is a number from a process-wide
+counter, attached to the file object that holds its bytes (every write makes a new one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO, cast
 
-from sealed_results.errors import ConfigError, ResultNotFound
+from sealed_results.errors import ConfigError, IntegrityError, ResultNotFound, StoreConflict
 from sealed_results.stores.base import Store
 from sealed_results.stores.failures import EXISTS_MESSAGE, as_ours
 from sealed_results.stores.streams import GuardedStream
@@ -29,6 +32,8 @@ __all__ = ["MemoryStore"]
 _PREFIX = "memory://"
 # One lock for the process, since every memory filesystem shares one store.
 _LOCK = threading.Lock()
+_VERSIONS = itertools.count(1)
+_VERSION_ATTRIBUTE = "_sealed_results_version"
 
 
 class MemoryStore(Store):
@@ -39,6 +44,7 @@ class MemoryStore(Store):
     """
 
     name = "memory"
+    atomic_swap = True
 
     def __init__(self, root: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
         if not root.startswith(_PREFIX):
@@ -71,11 +77,45 @@ class MemoryStore(Store):
                 raise FileExistsError(EXISTS_MESSAGE)
             self._fs.pipe_file(path, bytes(data))
 
-    def get(self, name: str) -> bytes:
+    def get(self, name: str, *, max_size: int | None = None) -> bytes:
+        if max_size is not None:
+            return self.get_versioned(name, max_size=max_size)[0]
         try:
             return bytes(self._fs.cat_file(self._path(name)))
         except FileNotFoundError:
             raise ResultNotFound() from None
+
+    def _file(self, name: str) -> Any:
+        """The file object holding the object's bytes, or None. Call under _LOCK."""
+        return self._fs.store.get(self._fs._strip_protocol(self._path(name)))
+
+    def _version(self, file: Any) -> str:
+        """The version of ``file`` (a new one for a file written behind the store's back,
+        e.g. by a test through fsspec). Call under _LOCK."""
+        version = getattr(file, _VERSION_ATTRIBUTE, None)
+        if version is None:
+            version = str(next(_VERSIONS))
+            setattr(file, _VERSION_ATTRIBUTE, version)
+        return str(version)
+
+    def get_versioned(self, name: str, *, max_size: int | None = None) -> tuple[bytes, str]:
+        with _LOCK:
+            file = self._file(name)
+            if file is None:
+                raise ResultNotFound()
+            if max_size is not None and len(file.getbuffer()) > max_size:
+                raise IntegrityError()
+            return bytes(file.getvalue()), self._version(file)
+
+    def swap(self, name: str, data: bytes, version: str | None) -> None:
+        with _LOCK:
+            file = self._file(name)
+            current = None if file is None else self._version(file)
+            if current != version:
+                raise StoreConflict()
+            path = self._path(name)
+            self._fs.pipe_file(path, bytes(data))
+            self._version(self._file(name))
 
     def open(self, name: str) -> BinaryIO:
         # The filesystem hands every reader the same file object (one shared position); a

@@ -4,12 +4,22 @@ Exclusive writes: s3fs's ``open(path, "xb")`` sends ``If-None-Match: *`` on the 
 small result and on the CompleteMultipartUpload of a large one, so S3 refuses to overwrite an
 existing object in both cases, atomically on the server. A failed write aborts its multipart
 upload (the parts never become an object).
+
+Compare-and-swap: the version is the ETag of the GetObject response that carried the bytes, and
+``swap`` is a PutObject with ``If-Match: <etag>`` (``If-None-Match: *`` to create), which S3
+checks atomically (since 2024). An S3-compatible server that ignores ``If-Match`` makes swaps
+silently unconditional; ``atomic_swap`` cannot tell (docs/stores.md). A bounded read checks
+the response's Content-Length before reading the body, in the same single request.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
+from fsspec.asyn import sync
+
+from sealed_results.errors import IntegrityError
 from sealed_results.retry import RetryPolicy
 from sealed_results.stores.failures import Failure, failure_for_status
 from sealed_results.stores.fsspec import FsspecStore
@@ -41,6 +51,7 @@ class S3Store(FsspecStore):
 
     name = "s3"
     extra = "s3"
+    atomic_swap = True
     protocols = ("s3", "s3a")
     default_storage_options: ClassVar[dict[str, Any]] = {
         # Multipart part size. A streamed write holds about two parts in memory; S3 allows
@@ -54,6 +65,32 @@ class S3Store(FsspecStore):
     # botocore and s3fs have already retried each request by the time an error reaches us:
     # one more whole-operation attempt, after a pause, for an outage they did not ride out.
     default_retry = RetryPolicy(attempts=2, base_delay=1.0, max_delay=10.0)
+
+    def _read_versioned(self, path: str, max_size: int | None) -> tuple[bytes, str]:
+        fs = self._fs
+        bucket, key, _ = fs.split_path(path)
+
+        async def read() -> tuple[bytes, str]:
+            response = await fs._call_s3("get_object", Bucket=bucket, Key=key)
+            body = response["Body"]
+            try:
+                if max_size is not None and int(response.get("ContentLength", 0)) > max_size:
+                    raise IntegrityError()  # too large to be what was written: not read
+                data = await body.read()
+            finally:
+                closed = body.close()
+                if inspect.isawaitable(closed):
+                    await closed
+            return bytes(data), str(response["ETag"])
+
+        data, version = sync(fs.loop, read)
+        return bytes(data), str(version)
+
+    def _write_conditional(self, path: str, data: bytes, version: str | None) -> None:
+        fs = self._fs
+        bucket, key, _ = fs.split_path(path)
+        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+        fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **condition)
 
     def _sdk_failure(self, exc: BaseException) -> Failure | None:
         try:

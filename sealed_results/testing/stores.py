@@ -12,11 +12,18 @@ Optional fixtures: ``store_secrets`` (strings that must never be in a pickle, me
 formatted traceback: credentials) and ``store_private`` (strings that may travel in a pickle to
 rebuild the store but must never be in a message, repr or traceback: roots, bucket names; by
 default the ``root`` of ``settings()``).
+
+Compare-and-swap: the sequential checks of ``get_versioned``/``swap`` run on every store; the
+race (threads doing read-modify-write rounds under CAS-retry, every item must survive) runs
+where ``atomic_swap`` is True. A test server known to ignore the condition under a race can be
+marked in the subclass by overriding ``test_racing_swaps_lose_nothing`` with
+``pytest.mark.xfail(strict=True, reason=...)``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import pickle
 import threading
@@ -26,10 +33,10 @@ from collections.abc import Callable
 
 import pytest
 
-from sealed_results.errors import ResultNotFound
+from sealed_results.errors import IntegrityError, ResultNotFound, StoreConflict
 from sealed_results.stores.base import Store
 
-__all__ = ["StoreSuite"]
+__all__ = ["StoreSuite", "append_under_cas", "assert_names_nothing"]
 
 MiB = 1 << 20
 
@@ -61,7 +68,31 @@ def assert_names_nothing(error: BaseException, strings: list[str]) -> None:
         assert not leaked, f"{type(error).__name__}: its {where} names {len(leaked)} string(s)"
 
 
+def append_under_cas(store: Store, name: str, item: bytes) -> int:
+    """Append ``item`` (plus a comma) to object ``name`` by read-modify-write under CAS-retry;
+    the number of conflicts met on the way."""
+    conflicts = 0
+    while True:
+        try:
+            data, version = store.get_versioned(name)
+        except ResultNotFound:
+            data, version = b"", None
+        try:
+            store.swap(name, data + item + b",", version)
+            return conflicts
+        except StoreConflict:
+            conflicts += 1
+
+
+def items_of(data: bytes) -> list[bytes]:
+    return [item for item in data.split(b",") if item]
+
+
 class StoreSuite:
+    #: Threads in the swap race, and read-modify-write rounds each.
+    race_threads = 4
+    race_rounds = 15
+
     @pytest.fixture
     def store(self) -> Store:
         raise NotImplementedError("subclasses define the store fixture")
@@ -282,3 +313,147 @@ class StoreSuite:
         assert [type(e) for e in errors] == [ResultNotFound] * 4 + [FileExistsError] * 2
         for error in errors:
             assert_names_nothing(error, [taken, missing, *store_secrets, *store_private])
+
+    # -- compare-and-swap --------------------------------------------------------------------------
+    def test_get_versioned_gives_the_bytes_and_a_version(self, store: Store) -> None:
+        name = new_name()
+        with pytest.raises(ResultNotFound):
+            store.get_versioned(name)
+        store.put(name, b"first")
+        data, version = store.get_versioned(name)
+        assert data == b"first" and isinstance(version, str) and version
+        assert store.get_versioned(name) == (b"first", version)  # stable while unchanged
+
+    def test_swap_none_creates_only_where_nothing_is(self, store: Store) -> None:
+        name = new_name()
+        store.swap(name, b"created by swap", None)
+        assert store.get(name) == b"created by swap"
+        with pytest.raises(StoreConflict):
+            store.swap(name, b"a second create", None)
+        assert store.get(name) == b"created by swap"
+        assert list(store.list()) == [name]  # no lock or temporary file is listed
+
+    def test_swap_with_the_right_version_replaces(self, store: Store) -> None:
+        name = new_name()
+        store.put(name, b"version one")
+        _, version = store.get_versioned(name)
+        store.swap(name, b"version two, longer", version)
+        data, newer = store.get_versioned(name)
+        assert data == b"version two, longer" and newer != version
+        store.swap(name, b"3", newer)
+        assert store.get(name) == b"3"
+        assert list(store.list()) == [name]
+
+    def test_swap_with_a_stale_version_conflicts(self, store: Store) -> None:
+        name = new_name()
+        store.swap(name, b"version one", None)
+        _, stale = store.get_versioned(name)
+        store.swap(name, b"version two", stale)
+        with pytest.raises(StoreConflict):
+            store.swap(name, b"a lost update", stale)
+        assert store.get(name) == b"version two"
+
+    def test_replace_makes_a_new_version(self, store: Store) -> None:
+        name = new_name()
+        store.put(name, b"same size A")
+        _, version = store.get_versioned(name)
+        store.replace(name, b"same size B")
+        with pytest.raises(StoreConflict):
+            store.swap(name, b"a lost update", version)
+        assert store.get(name) == b"same size B"
+
+    def test_swap_of_a_deleted_object_conflicts(self, store: Store) -> None:
+        name = new_name()
+        store.put(name, b"x")
+        _, version = store.get_versioned(name)
+        store.delete(name)
+        with pytest.raises(StoreConflict):
+            store.swap(name, b"y", version)
+        assert not store.exists(name)
+
+    def test_racing_swaps_lose_nothing(self, store: Store) -> None:
+        if not store.atomic_swap:
+            pytest.skip("this store's swap is not atomic (atomic_swap is False)")
+        name, failures = new_name(), []
+        barrier = threading.Barrier(self.race_threads)
+
+        def writer(index: int) -> None:
+            try:
+                barrier.wait()
+                for round_ in range(self.race_rounds):
+                    append_under_cas(store, name, b"t%d-%d" % (index, round_))
+            except BaseException as exc:  # reported below; a thread's error is lost otherwise
+                failures.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(self.race_threads)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures, failures[0]
+        expected = {
+            b"t%d-%d" % (i, r) for i in range(self.race_threads) for r in range(self.race_rounds)
+        }
+        got = items_of(store.get(name))
+        assert len(got) == len(expected) and set(got) == expected, (
+            f"{len(expected) - len(set(got) & expected)} of {len(expected)} items lost"
+        )
+
+    # -- bounded reads -----------------------------------------------------------------------
+    def test_reads_are_bounded_by_max_size(self, store: Store) -> None:
+        big, small, empty = new_name(), new_name(), new_name()
+        store.put(big, os.urandom(2 * MiB))
+        store.put(small, b"s" * 100)
+        store.put(empty, b"")
+        for call in (
+            lambda: store.get_versioned(big, max_size=MiB),
+            lambda: store.fetch(big, max_size=MiB),
+        ):
+            with pytest.raises(IntegrityError):
+                call()
+        assert store.get_versioned(small, max_size=100)[0] == b"s" * 100  # exactly the bound
+        assert store.get_versioned(empty, max_size=100)[0] == b""
+        with pytest.raises(IntegrityError):
+            store.get_versioned(small, max_size=99)
+        stream, length = store.fetch(small, max_size=100)
+        assert length == 100 and stream.read() == b"s" * 100
+        stream.close()
+        with pytest.raises(ResultNotFound):
+            store.get_versioned(new_name(), max_size=100)
+
+    def test_get_is_bounded_by_max_size(self, store: Store) -> None:
+        if "max_size" not in inspect.signature(store.get).parameters:
+            pytest.skip("this store's get() takes no max_size (get_versioned and fetch still do)")
+        big, small, empty = new_name(), new_name(), new_name()
+        store.put(big, os.urandom(2 * MiB))
+        store.put(small, b"s" * 100)
+        store.put(empty, b"")
+        with pytest.raises(IntegrityError):
+            store.get(big, max_size=MiB)
+        assert store.get(big, max_size=2 * MiB) == store.get(big)
+        assert store.get(small, max_size=100) == b"s" * 100
+        assert store.get(empty, max_size=0) == b""
+        with pytest.raises(IntegrityError):
+            store.get(small, max_size=99)
+
+    def test_cas_and_bounded_read_errors_name_nothing(
+        self, store: Store, store_secrets: list[str], store_private: list[str]
+    ) -> None:
+        taken, missing, big = new_name(), new_name(), new_name()
+        store.put(taken, b"x")
+        store.put(big, b"b" * 1000)
+        _, stale = store.get_versioned(taken)
+        store.swap(taken, b"newer", stale)
+        errors = [
+            _error_of(lambda: store.get_versioned(missing)),
+            _error_of(lambda: store.swap(taken, b"y", stale)),
+            _error_of(lambda: store.swap(taken, b"y", None)),
+            _error_of(lambda: store.swap(missing, b"y", stale)),
+            _error_of(lambda: store.get_versioned(big, max_size=10)),
+            _error_of(lambda: store.fetch(big, max_size=10)),
+        ]
+        assert [type(e) for e in errors] == [ResultNotFound] + [StoreConflict] * 3 + [
+            IntegrityError
+        ] * 2
+        for error in errors:
+            assert_names_nothing(error, [taken, missing, big, *store_secrets, *store_private])
