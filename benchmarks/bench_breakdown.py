@@ -28,18 +28,22 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from benchmarks._common import MiB
-from sealed_results.envelope import (
+from sealed_results.format import (
+    DESCRIPTOR_SIZE,
+    STREAM_SERIALIZER,
     BlobHeader,
     BlobReader,
     BlobWriter,
-    decrypt_split,
-    encrypt_segments,
+    open_descriptor,
+    open_segments,
+    read_exact,
     read_header,
+    seal_descriptor,
+    seal_segments,
 )
+from sealed_results.handlers import LocalHandler
 from sealed_results.handlers.base import object_name
-from sealed_results.handlers.local import LocalHandler
-from sealed_results.keyproviders.local import LocalKeyring
-from sealed_results.payload import dump_parts, frame, load_parts, split_point, unframe
+from sealed_results.keyproviders import LocalKeyring, as_materials
 
 _DICT = {"id": 12345, "name": "result-name", "values": [i * 0.5 for i in range(100)]}
 
@@ -75,15 +79,23 @@ def _cold(step: Callable[[], Any], evict: Callable[[], Any], number: int) -> flo
 
 
 def blob_steps(keyring: LocalKeyring, number: int) -> dict[str, Any]:
-    data_key = keyring.new_data_key(MiB)
+    data_key = as_materials(keyring).new_data_key(MiB)
     object_id = os.urandom(16)
     payload = os.urandom(MiB)
     header, payload_key = BlobHeader.new(
         data_key.plaintext, object_id, data_key.key_id, data_key.stanzas
     )
+
+    def write_blob(sink: Any, data: bytes) -> None:
+        """What ``write_stream`` does around its segments: the cipher, the header and sealed
+        descriptor, the writer, the final segment."""
+        cipher = header.cipher(payload_key)
+        sink.write(header.encode() + seal_descriptor(cipher, STREAM_SERIALIZER))
+        with BlobWriter(sink, cipher) as writer:
+            writer.write(data)
+
     sink = io.BytesIO()
-    with BlobWriter(sink, header, payload_key) as writer:
-        writer.write(payload)
+    write_blob(sink, payload)
     blob = sink.getvalue()
     head_len = len(header.encode())
     out = bytearray(MiB + 16)
@@ -94,19 +106,19 @@ def blob_steps(keyring: LocalKeyring, number: int) -> dict[str, Any]:
         raw.encrypt_into(b"\0" * 12, payload, aad, out)
 
     def writer_setup_and_final() -> None:
-        with BlobWriter(_Discard(), header, payload_key):
-            pass
+        write_blob(_Discard(), b"")
 
     empty = io.BytesIO()
-    with BlobWriter(empty, header, payload_key):
-        pass
-    empty_body = empty.getvalue()[head_len:]
+    write_blob(empty, b"")
+    empty_rest = empty.getvalue()[head_len:]  # the sealed descriptor and the final segment
 
     buffer = bytearray(MiB)
 
     def reader_setup_and_final() -> None:
-        source = io.BytesIO(empty_body)
-        with BlobReader(source, header, payload_key) as reader:
+        source = io.BytesIO(empty_rest)
+        cipher = header.cipher(payload_key)
+        open_descriptor(cipher, read_exact(source, DESCRIPTOR_SIZE))
+        with BlobReader(source, cipher) as reader:
             while reader.readinto(buffer):
                 pass
 
@@ -114,14 +126,14 @@ def blob_steps(keyring: LocalKeyring, number: int) -> dict[str, Any]:
         "encrypt: BlobHeader.new (salt, HKDF-SHA256, commitment)": lambda: BlobHeader.new(
             data_key.plaintext, object_id, data_key.key_id, data_key.stanzas
         ),
-        "encrypt: writer setup, header bytes, final segment": writer_setup_and_final,
+        "encrypt: cipher, header + descriptor, writer, final segment": writer_setup_and_final,
         "decrypt: read_header (parse 104 bytes + key section)": lambda: read_header(
             io.BytesIO(blob)
         ),
         "decrypt: payload_key (HKDF-SHA256, commitment check)": lambda: header.payload_key(
             data_key.plaintext
         ),
-        "decrypt: reader setup, final segment, end check": reader_setup_and_final,
+        "decrypt: cipher, descriptor, reader, final segment, end check": reader_setup_and_final,
         "reference: AESGCM(key) (raw pays it too)": lambda: AESGCM(payload_key),
         "reference: raw AES-256-GCM over 1 MiB": evict,
     }
@@ -136,33 +148,37 @@ def pair_steps(keyring_path: Path, directory: str, number: int) -> dict[str, Any
     keyring = LocalKeyring(keyring_path)
     handler = LocalHandler(os.path.join(directory, "root"), keyring)
     handler.write(0)  # the token keyset
-    serializer = handler._serializer
+    store, materials = handler.store, handler.materials
+    serializer = handler.settings()["serializer"]
     codec = handler._tokens()
     value = _DICT
-    parts = (frame(serializer.name), *dump_parts(serializer, value))
+    parts = serializer.dump_parts(value)
     payload = b"".join(parts)
-    data_key = keyring.new_data_key(len(payload))
+    data_key = materials.new_data_key(len(payload))
     object_id = os.urandom(16)
     header, payload_key = BlobHeader.new(
         data_key.plaintext, object_id, data_key.key_id, data_key.stanzas
     )
-    blob = encrypt_segments(payload, header, payload_key, header.encode())
-    head_len = len(header.encode())
+    cipher = header.cipher(payload_key)
+    descriptor = seal_descriptor(cipher, serializer.name)
+    prefix = header.encode() + descriptor
+    blob = seal_segments(payload, cipher, prefix)
+    body = blob[len(prefix) :]
     token = codec.seal(object_id, header.commitment)
-    serialized = bytes(unframe(payload)[1])
+    serialized = bytes(payload)
     names: list[str] = []
     plain_dir = os.path.join(directory, "plain")
     os.makedirs(plain_dir)
 
-    def store() -> None:
+    def store_blob() -> None:
         name = object_name(os.urandom(16))
-        handler._create_object(name, blob)
+        store.put(name, blob)
         names.append(name)
 
-    handler._create_object(object_name(object_id), blob)
+    store.put(object_name(object_id), blob)
 
     def fetch() -> None:
-        source, _ = handler._read_body(object_name(object_id))
+        source, _ = store.fetch(object_name(object_id))
         with source:
             source.read()
 
@@ -180,27 +196,31 @@ def pair_steps(keyring_path: Path, directory: str, number: int) -> dict[str, Any
         names.append(token)
 
     steps: dict[str, Callable[[], Any]] = {
-        "write: serialize (msgpack)": lambda: dump_parts(serializer, value),
-        "write: new data key (random key, keyring wrap)": lambda: keyring.new_data_key(1024),
+        "write: serialize (msgpack)": lambda: serializer.dump_parts(value),
+        "write: new data key (random key, keyring wrap)": lambda: materials.new_data_key(1024),
         "write: header (salt, HKDF-SHA256, commitment)": lambda: BlobHeader.new(
             data_key.plaintext, object_id, data_key.key_id, data_key.stanzas
         ),
-        "write: encrypt (one AES-256-GCM call)": lambda: encrypt_segments(
-            payload, header, payload_key, header.encode()
+        "write: descriptor (cipher, seal the serializer name)": lambda: seal_descriptor(
+            header.cipher(payload_key), serializer.name
         ),
-        "write: store (O_TMPFILE, write, link)": store,
+        "write: encrypt (one AES-256-GCM call)": lambda: seal_segments(payload, cipher, prefix),
+        "write: store (O_TMPFILE, write, link)": store_blob,
         "write: token seal": lambda: codec.seal(object_id, header.commitment),
         "read: token open": lambda: codec.open(token),
         "read: fetch (open, read whole, close)": fetch,
         "read: parse header": lambda: read_header(io.BytesIO(blob)),
-        "read: unwrap data key (keyring)": lambda: keyring.open_data_key(
+        "read: unwrap data key (keyring)": lambda: materials.open_data_key(
             data_key.key_id, data_key.stanzas
         ),
         "read: HKDF-SHA256 + commitment check": lambda: header.payload_key(data_key.plaintext),
-        "read: decrypt (one AES-256-GCM call)": lambda: decrypt_split(
-            io.BytesIO(blob[head_len:]), len(blob) - head_len, header, payload_key, split_point
+        "read: descriptor (cipher, open the serializer name)": lambda: open_descriptor(
+            header.cipher(payload_key), descriptor
         ),
-        "read: deserialize": lambda: load_parts(serializer, b"", serialized),
+        "read: decrypt (one AES-256-GCM call)": lambda: open_segments(
+            io.BytesIO(body), len(body), cipher, serializer.split_point
+        ),
+        "read: deserialize": lambda: serializer.load_parts(b"", serialized),
     }
     rows = {name: _warm(step, number) * 1e6 for name, step in steps.items()}
     # Files made by the timing above are removed between measurements so that the directory
@@ -218,7 +238,7 @@ def _remove(names: list[str], handler: LocalHandler) -> None:
         if os.path.isabs(name):
             os.unlink(name)
         elif len(name) == 32:
-            handler._delete(name)
+            handler.store.delete(name)
         else:
             handler.delete(name)
     names.clear()

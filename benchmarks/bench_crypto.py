@@ -14,8 +14,10 @@ Every implementation gets the same plaintext bytes in memory and writes cipherte
   payload, the same output shape as ``seal_blob``/``open_blob``, hence their fair baseline
   (``ratio_to_raw_one_shot``). Fresh output pages can cost more than the AES on a VM (see the
   ``reference: bytearray(size)`` row), which the ``*_into`` limit never pays.
-- blob, streaming: ``BlobWriter`` into a sink that discards, and ``BlobReader`` over a source
-  that hands out views of the blob, read with ``readinto`` into one reused 1 MiB buffer.
+- blob, streaming: the header and sealed descriptor, then ``BlobWriter`` into a sink that
+  discards (what ``write_stream`` writes), and ``read_header`` + ``open_descriptor`` +
+  ``BlobReader`` over a source that hands out views of the blob, read with ``readinto`` into
+  one reused 1 MiB buffer.
   Segments are 1 MiB (the default), the same chunking as the limit. The data key is generated
   and wrapped once and the reader is handed it too (a cached data key, as with
   ``CachingKeyProvider``): the key provider is not part of the format's cost (the small-results
@@ -42,15 +44,20 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from benchmarks._common import Case, MiB, measure
-from sealed_results.envelope import BlobHeader as _BlobHeader
-from sealed_results.envelope import (
+from sealed_results.format import (
+    DESCRIPTOR_SIZE,
+    STREAM_SERIALIZER,
     BlobReader,
     BlobWriter,
     open_blob,
+    open_descriptor,
+    read_exact,
     read_header,
     seal_blob,
+    seal_descriptor,
 )
-from sealed_results.keyproviders.local import LocalKeyring
+from sealed_results.format import BlobHeader as _BlobHeader
+from sealed_results.keyproviders import LocalKeyring, as_materials
 
 CHUNK = MiB  # the segment size of the blob and the chunk of every other implementation
 RAW = "raw AES-256-GCM, *_into a reused buffer (limit)"
@@ -179,7 +186,8 @@ def cases_for(size: int, keyring: LocalKeyring) -> tuple[list[Case], list[Case],
     """(encryption cases, decryption cases, skipped implementations) for one payload size."""
     payload = Payload(size)
     one_shot = size <= ONE_SHOT_MAX
-    data_key = keyring.new_data_key(size)
+    materials = as_materials(keyring)  # what a handler makes of its keyprovider
+    data_key = materials.new_data_key(size)
     object_id = os.urandom(16)
     aad = os.urandom(104)  # the blob authenticates its 104-byte fixed header the same way
     skipped: list[str] = []
@@ -201,23 +209,27 @@ def cases_for(size: int, keyring: LocalKeyring) -> tuple[list[Case], list[Case],
         if size % CHUNK == 0:
             aead.encrypt(_nonce(count - 1, True), b"", aad)
 
-    def blob_writer() -> None:
+    def write_blob(sink: Any) -> tuple[_BlobHeader, bytes]:
+        """A whole blob into ``sink``: header, sealed descriptor, segments (what a handler's
+        ``write_stream`` writes)."""
         header, key = new_header()
-        writer = BlobWriter(NullSink(), header, key)
+        cipher = header.cipher(key)
+        sink.write(header.encode() + seal_descriptor(cipher, STREAM_SERIALIZER))
+        writer = BlobWriter(sink, cipher)
         for chunk in payload.chunks():
             writer.write(chunk)
         writer.close()
+        return header, key
+
+    def blob_writer() -> None:
+        write_blob(NullSink())
 
     # One real blob of this payload, for the decryption cases (raw decrypts its segments).
     sink = io.BytesIO()
-    header, payload_key = new_header()
-    writer = BlobWriter(sink, header, payload_key)
-    for chunk in payload.chunks():
-        writer.write(chunk)
-    writer.close()
+    header, payload_key = write_blob(sink)
     blob = sink.getvalue()
-    del sink, writer
-    body_start = len(header.encode())
+    del sink
+    body_start = len(header.encode()) + DESCRIPTOR_SIZE
 
     def raw_decrypt(into: bool = True) -> None:
         aead = AESGCM(payload_key)
@@ -237,8 +249,10 @@ def cases_for(size: int, keyring: LocalKeyring) -> tuple[list[Case], list[Case],
     def blob_reader() -> None:
         source = ViewReader(blob)
         head = read_header(source)
-        key = head.payload_key(data_key.plaintext)  # a cached data key, as for the writer
-        with BlobReader(source, head, key) as reader:
+        # A cached data key, as for the writer.
+        cipher = head.cipher(head.payload_key(data_key.plaintext))
+        open_descriptor(cipher, read_exact(source, DESCRIPTOR_SIZE))
+        with BlobReader(source, cipher) as reader:
             while reader.readinto(buffer):
                 pass
 
@@ -290,7 +304,7 @@ def cases_for(size: int, keyring: LocalKeyring) -> tuple[list[Case], list[Case],
         decrypt.append(
             Case(
                 "blob open_blob (bytes out)",
-                lambda: open_blob(blob, keyring.open_data_key, object_id=object_id),
+                lambda: open_blob(blob, materials.open_data_key, object_id=object_id),
                 size,
             )
         )

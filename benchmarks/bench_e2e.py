@@ -31,8 +31,9 @@ import fsspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from benchmarks._common import Case, MiB, fs_type, measure
-from sealed_results.handlers.local import LocalHandler
-from sealed_results.keyproviders.local import LocalKeyring
+from sealed_results.handlers import LocalHandler
+from sealed_results.handlers.base import object_name
+from sealed_results.keyproviders import LocalKeyring
 from sealed_results.serializers import MsgpackSerializer
 
 CHUNK = MiB
@@ -188,7 +189,7 @@ def run_size(
         return os.path.join(workdir, f"{kind}-{next(counter)}")
 
     def handler_files(tokens: list[str]) -> list[str]:
-        return [os.path.join(root, handler._locate(t)[0].hex()) for t in tokens]
+        return [os.path.join(root, object_name(handler._locate(t)[0])) for t in tokens]
 
     files = _remover(lambda paths: paths)
 

@@ -23,8 +23,8 @@ from typing import Any
 
 _CHILD = r"""
 import io, json, os, resource, sys, time
-from sealed_results.handlers.local import LocalHandler
-from sealed_results.keyproviders.local import LocalKeyring
+from sealed_results.handlers import LocalHandler
+from sealed_results.keyproviders import LocalKeyring
 
 mode, root, keyring_path, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 handler = LocalHandler(root, LocalKeyring(keyring_path))

@@ -30,12 +30,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sealed_results.handlers.local import LocalHandler
-from sealed_results.keyproviders.base import KeyProvider
-from sealed_results.keyproviders.caching import CachingKeyProvider
-from sealed_results.keyproviders.counting import CountingKeyProvider
-from sealed_results.keyproviders.local import LocalKeyring, create_keyring
-from sealed_results.keyproviders.multi import MultiKeyProvider
+from sealed_results.handlers import LocalHandler
+from sealed_results.keyproviders import (
+    CachingKeyProvider,
+    KeyMaterials,
+    KeyProvider,
+    LocalKeyring,
+    MultiKeyProvider,
+)
+from sealed_results.keyproviders.local import create_keyring
+from sealed_results.testing import CountingKeyProvider
 
 
 def _free_port(count: int = 1) -> int:
@@ -128,7 +132,9 @@ def measure(name: str, make: Callable[[], list[KeyProvider]], cache: bool, n: in
     root = Path(tempfile.mkdtemp(prefix="sr-bench-"))
     try:
         writers = [CountingKeyProvider(p) for p in make()]
-        provider: KeyProvider = writers[0] if len(writers) == 1 else MultiKeyProvider(*writers)
+        provider: KeyProvider | KeyMaterials = (
+            writers[0] if len(writers) == 1 else MultiKeyProvider(*writers)
+        )
         if cache:
             provider = CachingKeyProvider(provider)
         handler = LocalHandler(root=str(root), keyprovider=provider)

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import Case, fs_type, measure
-from sealed_results.handlers.local import LocalHandler
-from sealed_results.keyproviders.base import KeyProvider
-from sealed_results.keyproviders.local import LocalKeyring
+from sealed_results.handlers import LocalHandler
+from sealed_results.keyproviders import KeyMaterials, KeyProvider, LocalKeyring
 from sealed_results.serializers import MsgpackSerializer
 
 DICT_VALUE = {
@@ -30,9 +29,9 @@ DICT_VALUE = {
 }
 
 
-def _caching(inner: KeyProvider) -> KeyProvider | None:
+def _caching(inner: KeyProvider) -> KeyMaterials | None:
     try:
-        from sealed_results.keyproviders.caching import CachingKeyProvider
+        from sealed_results.keyproviders import CachingKeyProvider
     except ImportError:
         return None
     return CachingKeyProvider(inner)

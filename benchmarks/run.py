@@ -84,7 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_section(section: str, args: argparse.Namespace) -> Any:
     """One section's results, measured in this process."""
     from benchmarks import bench_breakdown, bench_crypto, bench_e2e, bench_memory, bench_small
-    from sealed_results.keyproviders.local import LocalKeyring, create_keyring
+    from sealed_results.keyproviders import LocalKeyring
+    from sealed_results.keyproviders.local import create_keyring
 
     timing = {"rounds": args.rounds, "min_time": args.min_time}
     with tempfile.TemporaryDirectory(prefix="sr-bench-", dir=args.dir) as tmp:
