@@ -9,12 +9,15 @@ import stat
 import textwrap
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from sealed_results.cli import main
-from sealed_results.keyproviders.local import create_keyring
+from sealed_results.handlers import LocalHandler
+from sealed_results.keyproviders.local import LocalKeyring, create_keyring
 from sealed_results.plugins import HANDLERS
+from sealed_results.stores import LocalStore, Store
 from sealed_results.testing import leakscan
 from tests.conftest import register_keyring_secrets
 from tests.test_plugins import write_dist
@@ -188,15 +191,90 @@ def test_doctor_passes_on_a_local_profile(
     config = profile_file(tmp_path, local_body(local_root, keyring_path))
     code, steps, output = doctor(capsys, config)
     assert code == 0
-    assert [s for s, _ in steps.values()] == ["PASS"] * 9
+    assert [s for s, _ in steps.values()] == ["PASS"] * 11
+    assert steps["keyset"][1].startswith("absent; the root holds no results yet")
+    assert steps["keyset updates"][1].startswith("atomic")
     assert steps["token keys"][1].startswith("created")
-    assert list(local_root.iterdir()) == [local_root / "keyset"]  # the probe is gone
+    # The probes are gone; lock files (hidden, never listed) stay.
+    assert sorted(p.name for p in local_root.iterdir() if not p.name.startswith(".lock-")) == [
+        "keyset"
+    ]
     assert_no_leak(output, local_root, keyring_path, config)
     # Plain text, through the environment instead of --config; the keyset now exists.
     monkeypatch.setenv("SEALED_RESULTS_CONFIG", str(config))
     code, out, _ = run(capsys, "doctor", "--profile", "p")
-    assert code == 0 and "all checks passed" in out and "PASS  token keys   opened" in out
+    assert code == 0 and "all checks passed" in out and "warning" not in out
+    assert "PASS  token keys      opened" in out and "PASS  keyset          present" in out
     assert_no_leak(out, local_root, keyring_path, config)
+
+
+def test_doctor_root_with_results_but_no_keyset(
+    tmp_path: Path, local_root: Path, keyring_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = profile_file(tmp_path, local_body(local_root, keyring_path))
+    handler = LocalHandler(str(local_root), LocalKeyring(keyring_path))
+    handler.write("a result whose token is out there")
+    (local_root / "keyset").unlink()  # e.g. a lifecycle rule or a careless cleanup
+    code, steps, output = doctor(capsys, config)
+    assert code == 1
+    status, detail = steps["keyset"]
+    assert status == "FAIL" and "KeysetMissing" in detail and "restore" in detail
+    assert steps["keyset updates"][0] == "PASS"
+    assert [steps[s][0] for s in ("token keys", "write", "read", "delete")] == ["SKIP"] * 4
+    assert not (local_root / "keyset").exists()  # doctor made no new keyset
+    assert_no_leak(output, local_root, keyring_path)
+
+
+class _NonAtomicStore(LocalStore):
+    """A store whose swap is the base class's compare-then-replace."""
+
+    atomic_swap = False
+    swap = Store.swap  # type: ignore[assignment]
+    get_versioned = Store.get_versioned  # type: ignore[assignment]
+
+
+class _IgnoresConditionsStore(LocalStore):
+    """Like an S3-compatible server that ignores If-Match: claims atomic, writes regardless."""
+
+    def swap(self, name: str, data: bytes, version: str | None) -> None:
+        self.replace(name, data)
+
+
+@pytest.mark.parametrize(
+    ("store_class", "says"),
+    [
+        (_NonAtomicStore, "not atomic on this store"),
+        (_IgnoresConditionsStore, "accepted a write whose condition did not hold"),
+    ],
+)
+def test_doctor_warns_about_keyset_updates_that_are_not_atomic(
+    local_root: Path,
+    keyring_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    store_class: type[LocalStore],
+    says: str,
+) -> None:
+    from sealed_results.cli import doctor as doctor_module
+
+    store = store_class(local_root)
+    handler = LocalHandler(store, LocalKeyring(keyring_path))
+    profile = mock.Mock()
+    profile.name, profile.handler, profile.build.return_value = "p", "local", handler
+    config = mock.Mock(source="a test", profiles={"p": profile})
+    monkeypatch.setattr(doctor_module, "load_config", mock.Mock(return_value=config))
+    monkeypatch.setattr(doctor_module, "resolve_profile", mock.Mock(return_value=profile))
+    code, out, _ = run(capsys, "doctor", "--profile", "p")
+    assert code == 0  # a warning, not a failure
+    line = next(line for line in out.splitlines() if "keyset updates" in line)
+    assert line.strip().startswith("WARN") and says in line
+    assert "concurrent key rotations could lose keys here" in line
+    assert "all checks passed (1 warning)" in out
+    code, json_out, _ = run(capsys, "doctor", "--profile", "p", "--json")
+    report = json.loads(json_out)
+    assert code == 0 and report["ok"] is True and report["warnings"] == 1
+    assert not any(p.name.startswith(".doctor") for p in local_root.iterdir())
+    assert_no_leak(out + json_out, local_root, keyring_path)
 
 
 def test_doctor_without_config(no_config_env: None, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,15 +1,18 @@
 """``sealed-results doctor``: check a profile end to end, one step at a time.
 
 Config found and parsed, profile resolved, handler built, each key provider reached (describe and
-a wrap/unwrap round trip), store reached, token keys opened, then a probe result written, read
-back and deleted. Each step reports PASS, FAIL or SKIP with a short reason made of our own error
-messages, which never name roots, URLs, key names or values; a foreign exception shows only its
-type, since its text may carry any of those.
+a wrap/unwrap round trip), store reached, the keyset present (or the root empty: first use), the
+store's keyset updates atomic (compare-and-swap), token keys opened, then a probe result
+written, read back and deleted. Each step reports PASS, FAIL or SKIP with a short reason made of
+our own error messages, which never name roots, URLs, key names or values; a foreign exception
+shows only its type, since its text may carry any of those. WARN marks a risk that does not stop
+anything working (a store whose swaps are not atomic): it does not change the exit code.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -19,19 +22,26 @@ from typing import Any
 
 from sealed_results.cli.common import add_json_option, add_profile_options
 from sealed_results.config import Profile, load_config, resolve_profile
-from sealed_results.errors import ConfigError, IntegrityError, SealedResultsError
+from sealed_results.errors import (
+    ConfigError,
+    IntegrityError,
+    KeysetMissing,
+    ResultNotFound,
+    SealedResultsError,
+    StoreConflict,
+)
 from sealed_results.handlers import ResultHandler
 from sealed_results.keyproviders import KeyProvider
 
 __all__ = ["Check", "DoctorReport", "add_parser", "run_doctor"]
 
-PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+PASS, FAIL, SKIP, WARN = "PASS", "FAIL", "SKIP", "WARN"
 
 
 @dataclass(frozen=True)
 class Check:
     step: str
-    status: str  # PASS, FAIL or SKIP
+    status: str  # PASS, FAIL, SKIP or WARN
     detail: str
     config_error: bool = False  # the fix is in the configuration (exit code 2)
 
@@ -43,7 +53,12 @@ class DoctorReport:
 
     @property
     def ok(self) -> bool:
-        return all(c.status == PASS for c in self.checks)
+        """No check failed (warnings allowed)."""
+        return all(c.status in (PASS, WARN) for c in self.checks)
+
+    @property
+    def warnings(self) -> int:
+        return sum(c.status == WARN for c in self.checks)
 
     @property
     def exit_code(self) -> int:
@@ -56,6 +71,7 @@ class DoctorReport:
         return {
             "profile": self.profile,
             "ok": self.ok,
+            "warnings": self.warnings,
             "exit_code": self.exit_code,
             "checks": [asdict(c) for c in self.checks],
         }
@@ -71,8 +87,8 @@ class _Runner:
     def __init__(self, report: DoctorReport) -> None:
         self.report = report
 
-    def step(self, name: str, action: Callable[[], str], *, hint: str = "") -> bool:
-        """Run one check; its return value is the PASS detail."""
+    def step(self, name: str, action: Callable[[], str | Check], *, hint: str = "") -> bool:
+        """Run one check; its return value is the PASS detail, or a whole Check (a WARN)."""
         try:
             detail = action()
         except Exception as exc:
@@ -83,7 +99,9 @@ class _Runner:
                 Check(name, FAIL, reason, config_error=isinstance(exc, ConfigError))
             )
             return False
-        self.report.checks.append(Check(name, PASS, detail))
+        self.report.checks.append(
+            detail if isinstance(detail, Check) else Check(name, PASS, detail)
+        )
         return True
 
     def skip(self, *names: str) -> None:
@@ -100,13 +118,61 @@ def _round_trip(provider: KeyProvider) -> str:
     return f"{provider.kind}: reachable, wrap/unwrap round trip ok"
 
 
+_SWAP_PROBE = ".doctor-swap-probe"
+_NOT_ATOMIC = (
+    "concurrent key rotations could lose keys here: run rotations from one process at a time"
+)
+
+
+def _swap_check(handler: ResultHandler) -> str | Check:
+    """Whether keyset updates are compare-and-swaps the store enforces: ``atomic_swap``, and a
+    probe object that a stale or exclusive swap must not overwrite (an S3-compatible server
+    that ignores If-Match fails it). The probe's name starts with a dot: never a result, and
+    not counted as one by the keyset's "root holds results" check."""
+    store = handler.store
+    if not store.atomic_swap:
+        return Check(
+            "keyset updates",
+            WARN,
+            f"not atomic on this store ({type(store).__name__}): {_NOT_ATOMIC}",
+        )
+    # One fixed name, so that a local root keeps at most one lock file of doctor's.
+    probe = _SWAP_PROBE
+    ignored = []
+    with contextlib.suppress(ResultNotFound):
+        store.delete(probe)  # left by an interrupted run
+    try:
+        store.swap(probe, b"first", None)
+        _, version = store.get_versioned(probe)
+        store.swap(probe, b"second", version)
+        for stale in (version, None):
+            try:
+                store.swap(probe, b"must not land", stale)
+                ignored.append(stale)
+            except StoreConflict:
+                pass
+    finally:
+        with contextlib.suppress(SealedResultsError):
+            store.delete(probe)
+    if ignored:
+        return Check(
+            "keyset updates",
+            WARN,
+            f"the store accepted a write whose condition did not hold: {_NOT_ATOMIC}",
+        )
+    return "atomic (compare-and-swap enforced by the store)"
+
+
 def run_doctor(
     profile: str | None = None, *, path: str | os.PathLike[str] | None = None
 ) -> DoctorReport:
     """Check profile ``profile`` (None: the default) of the config file, end to end."""
     report = DoctorReport()
     run = _Runner(report)
-    later = ["profile", "handler", "keyprovider", "store", "token keys", "write", "read", "delete"]
+    later = [
+        "profile", "handler", "keyprovider", "store", "keyset", "keyset updates", "token keys",
+        "write", "read", "delete",
+    ]  # fmt: skip
 
     def config_step() -> str:
         config = load_config(path)
@@ -150,7 +216,20 @@ def run_doctor(
         next(iter(handler.list_objects()), None)
         return "reachable"
 
-    if not (run.step("store", store_step) and keys_ok):
+    if not run.step("store", store_step):
+        run.skip("keyset", "keyset updates", "token keys", "write", "read", "delete")
+        return report
+
+    def keyset_present_step() -> str:
+        if handler.keyset_exists():
+            return "present"
+        if next(iter(handler.list_objects()), None) is not None:
+            raise KeysetMissing()  # results but no keyset: never recreated, restore it
+        return "absent; the root holds no results yet (first use creates it)"
+
+    keyset_ok = run.step("keyset", keyset_present_step)
+    run.step("keyset updates", functools.partial(_swap_check, handler))
+    if not (keyset_ok and keys_ok):
         run.skip("token keys", "write", "read", "delete")
         return report
 
@@ -202,8 +281,12 @@ def _run(args: argparse.Namespace) -> int:
     width = max(len(check.step) for check in report.checks)
     for check in report.checks:
         print(f"  {check.status}  {check.step.ljust(width)}  {check.detail}")
-    failed = sum(check.status == "FAIL" for check in report.checks)
-    print("all checks passed" if report.ok else f"{failed} check(s) failed")
+    failed = sum(check.status == FAIL for check in report.checks)
+    warned = f" ({report.warnings} warning{'s' if report.warnings != 1 else ''})"
+    if report.ok:
+        print("all checks passed" + (warned if report.warnings else ""))
+    else:
+        print(f"{failed} check(s) failed" + (warned if report.warnings else ""))
     return report.exit_code
 
 
