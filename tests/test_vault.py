@@ -7,6 +7,7 @@ import contextlib
 import os
 import pickle
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from sealed_results.errors import ConfigError, IntegrityError, KeyProviderError 
 from sealed_results.format import Stanza  # noqa: E402
 from sealed_results.keyproviders import as_materials  # noqa: E402
 from sealed_results.keyproviders.vault import (  # noqa: E402
+    KEY_TYPE_UNCHECKED,
     AppRoleAuth,
     KubernetesAuth,
     TokenAuth,
@@ -50,7 +52,9 @@ class Vault:
         """A fresh Transit key name; created now (non-derived unless asked) when ``create``."""
         name = f"results-{uuid.uuid4().hex[:12]}"
         self.leak_scan.add_secret(name)
-        if create:
+        if create.get("key_type") == "aes128-gcm96":  # a type hvac's create_key does not list
+            self.root.adapter.post(f"/v1/transit/keys/{name}", json={"type": "aes128-gcm96"})
+        elif create:
             self.root.secrets.transit.create_key(name=name, **create)
         return name
 
@@ -310,7 +314,9 @@ def test_token_without_permission_is_a_provider_error(vault: Vault) -> None:
     as_materials(provider).new_data_key(10)
     with pytest.raises(KeyProviderError, match="denied permission") as info:
         as_materials(provider).open_data_key(dk.key_id, dk.stanzas)
-    assert isinstance(info.value.__cause__, hvac.exceptions.Forbidden)
+    # The SDK's error stays reachable for local debugging, outside the formatted traceback.
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert isinstance(info.value.__context__, hvac.exceptions.Forbidden)
     for secret in (vault.url, key, encrypt_only):
         assert secret not in str(info.value)
 
@@ -333,21 +339,73 @@ def test_wrong_key_id_inside_the_plaintext(vault: Vault) -> None:
     "create",
     [
         {"key_type": "aes256-gcm96"},
+        {"key_type": "aes128-gcm96"},
         {"key_type": "chacha20-poly1305"},
         {"key_type": "rsa-2048"},
         {"key_type": "aes256-gcm96", "derived": True},
         {"key_type": "aes256-gcm96", "derived": True, "convergent_encryption": True},
+        {"key_type": "chacha20-poly1305", "derived": True},
     ],
-    ids=["aes", "chacha", "rsa", "derived", "convergent"],
+    ids=["aes", "aes128", "chacha", "rsa", "derived", "convergent", "chacha-derived"],
 )
 def test_binding_survives_rewrap_on_every_key_type(vault: Vault, create: dict[str, Any]) -> None:
     provider = VaultTransit(url=vault.url, key=vault.key(**create), token=vault.token)
+    if create["key_type"].startswith("rsa"):  # public-key: refused before any use
+        with pytest.raises(KeyProviderError, match="not a symmetric encryption key"):
+            as_materials(provider).new_data_key(10)
+        return
     dk = as_materials(provider).new_data_key(10)
     provider.rotate()
     rewrapped = as_materials(provider).rewrap_stanzas(dk.key_id, dk.stanzas)
     assert as_materials(provider).open_data_key(dk.key_id, rewrapped) == dk.plaintext
     with pytest.raises(IntegrityError):
         as_materials(provider).open_data_key(os.urandom(16), rewrapped)
+    assert provider.describe()["key_type"] == create["key_type"]
+
+
+@pytest.mark.parametrize("key_type", ["rsa-2048", "rsa-4096", "ecdsa-p256", "ed25519"])
+def test_public_key_transit_keys_are_refused(vault: Vault, key_type: str) -> None:
+    """With a public-key type, anyone holding the public key can encrypt under it: a store
+    writer could install wrapped data keys (and token keys) of their own choosing."""
+    key = vault.key(key_type=key_type)
+    provider = VaultTransit(url=vault.url, key=key, token=vault.token)
+    key_id, data_key = os.urandom(16), os.urandom(32)
+    stanzas: tuple[Stanza, ...] = ()
+    if key_type.startswith("rsa"):  # a forgery made without Vault's private key
+        forged = vault.root.secrets.transit.encrypt_data(
+            name=key, plaintext=b64(key_id + data_key), context=b64(key_id)
+        )["data"]["ciphertext"]
+        stanzas = (Stanza("vault", b"\x01" + forged.encode()),)
+    attempts = [
+        lambda: as_materials(provider).new_data_key(10),
+        provider.rotate,
+        provider.describe,
+    ]
+    if stanzas:
+        attempts.append(lambda: as_materials(provider).open_data_key(key_id, stanzas))
+        attempts.append(lambda: as_materials(provider).rewrap_stanzas(key_id, stanzas))
+    for attempt in attempts:
+        with pytest.raises(KeyProviderError, match="not a symmetric encryption key") as info:
+            attempt()
+        assert key not in str(info.value) and key_type not in str(info.value)
+    assert vault.root.secrets.transit.read_key(name=key)["data"]["latest_version"] == 1
+
+
+def test_key_type_check_that_may_not_read_the_key_is_reported_not_fatal(vault: Vault) -> None:
+    key = vault.key(key_type="aes256-gcm96")
+    no_read = vault.token_with(transit_policy(key, "encrypt", "decrypt"))
+    provider = VaultTransit(url=vault.url, key=key, token=no_read)
+    dk = as_materials(provider).new_data_key(10)
+    assert as_materials(provider).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    assert provider.describe()["key_type"] == KEY_TYPE_UNCHECKED
+    assert key not in KEY_TYPE_UNCHECKED
+    with_read = vault.token_with(
+        transit_policy(key, "encrypt", "decrypt")
+        + f'\npath "transit/keys/{key}" {{ capabilities = ["read"] }}'
+    )
+    readable = VaultTransit(url=vault.url, key=key, token=with_read)
+    assert as_materials(readable).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+    assert readable.describe()["key_type"] == "aes256-gcm96"
 
 
 @pytest.mark.parametrize(
@@ -372,6 +430,28 @@ def test_foreign_key_ciphertext_is_an_integrity_error(vault: Vault) -> None:
         as_materials(mine).open_data_key(dk.key_id, dk.stanzas)
     with pytest.raises(IntegrityError):
         as_materials(mine).rewrap_stanzas(dk.key_id, dk.stanzas)
+
+
+def test_approle_ids_never_travel_in_pickles(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = vault.key(key_type="aes256-gcm96")
+    role_id, secret_id = approle_ids(vault, key)
+    for provider in (
+        VaultTransit(url=vault.url, key=key, auth=AppRoleAuth(role_id, secret_id)),
+        VaultTransit(url=vault.url, key=key, auth="approle", role_id=role_id, secret_id=secret_id),
+    ):
+        dk = as_materials(provider).new_data_key(10)
+        data = pickle.dumps(provider)
+        for secret in (role_id, secret_id, provider._token):
+            assert secret is not None and secret.encode() not in data
+        copy = pickle.loads(data)
+        with pytest.raises(ConfigError, match="VAULT_ROLE_ID"):  # nothing to log in with
+            as_materials(copy).open_data_key(dk.key_id, dk.stanzas)
+        monkeypatch.setenv("VAULT_ROLE_ID", role_id)
+        monkeypatch.setenv("VAULT_SECRET_ID", secret_id)
+        copy = pickle.loads(data)
+        assert as_materials(copy).open_data_key(dk.key_id, dk.stanzas) == dk.plaintext
+        monkeypatch.delenv("VAULT_ROLE_ID")
+        monkeypatch.delenv("VAULT_SECRET_ID")
 
 
 def test_key_that_cannot_encrypt_or_does_not_exist(vault: Vault) -> None:
@@ -410,7 +490,7 @@ def test_unreachable_vault_fails_after_bounded_retries(vault: Vault, leak_scan: 
         as_materials(provider).new_data_key(10)
     assert time.monotonic() - started < 5
     assert CountingVault.transient_seen == 2  # attempts 1 and 2 retried, the 3rd is final
-    assert url not in str(info.value) and info.value.__cause__ is not None
+    assert url not in str(info.value) and info.value.__context__ is not None
 
 
 def test_sealed_vault_fails_after_bounded_retries(tmp_path: Path, leak_scan: Any) -> None:
@@ -432,6 +512,42 @@ def test_sealed_vault_fails_after_bounded_retries(tmp_path: Path, leak_scan: Any
         client.sys.seal()
         with pytest.raises(KeyProviderError, match="sealed") as info:
             as_materials(provider).open_data_key(dk.key_id, dk.stanzas)
-        assert isinstance(info.value.__cause__, hvac.exceptions.VaultDown)
+        assert isinstance(info.value.__context__, hvac.exceptions.VaultDown)
     finally:
         server.stop()
+
+
+# -- formatted tracebacks ---------------------------------------------------------------------
+def formatted(err: BaseException) -> str:
+    return "".join(traceback.format_exception(err))
+
+
+def test_formatted_tracebacks_name_no_address_key_or_token(vault: Vault) -> None:
+    """Orchestrators log and ship whole tracebacks: chained causes must not carry the hvac or
+    requests error (which names the URL, the key's path and sometimes the token)."""
+    port = _free_port()
+    closed = f"http://127.0.0.1:{port}"
+    key = vault.key(key_type="aes256-gcm96")
+    written = as_materials(VaultTransit(url=vault.url, key=key, token=vault.token)).new_data_key(10)
+    no_permission = vault.token_with(transit_policy(key, "encrypt"))
+    cases = {
+        "unreachable": (
+            VaultTransit(url=closed, key=key, token=vault.token, attempts=2, base_delay=0.01),
+            "unreachable",
+        ),
+        "forbidden": (VaultTransit(url=vault.url, key=key, token=no_permission), "denied"),
+        "missing key": (VaultTransit(url=vault.url, key=vault.key(), token=vault.token), "missing"),
+        "no mount": (
+            VaultTransit(url=vault.url, key=key, mount="no-such-mount", token=vault.token),
+            "mount",
+        ),
+    }
+    secrets = [vault.url, closed, str(port), key, vault.token, no_permission, "127.0.0.1"]
+    secrets += [c[0]._key for c in cases.values()]
+    for name, (provider, message) in cases.items():
+        with pytest.raises(KeyProviderError, match=message) as info:
+            as_materials(provider).open_data_key(written.key_id, written.stanzas)
+        text = formatted(info.value)
+        for secret in secrets:
+            assert secret not in text, name
+        assert info.value.__context__ is not None, name  # still there for local debugging

@@ -9,8 +9,12 @@ survives server-side rewrap with every encrypting key type and any derived/conve
 Data keys come from ``os.urandom`` and go to ``encrypt``: Transit's ``datakey`` returns a bare
 key under no associated data, so it could not carry the key id inside; the cost is the same one
 round trip. Rotation uses Transit ``rotate`` and ``rewrap``, so plaintext data keys never leave
-Vault for it. Messages never name the address, key, namespace or token; the hvac or requests
-exception stays as ``__cause__``. docs/keyproviders.md has the whole story.
+Vault for it. Only symmetric Transit key types are used (``SYMMETRIC_KEY_TYPES``): the key's
+type is read on first use and a public-key type is refused, since anyone with the public key
+could forge wrapped data keys. Messages never name the address, key, namespace or token, and
+errors are raised ``from None``: the hvac or requests exception stays reachable as
+``__context__`` but is not part of a formatted traceback. docs/keyproviders.md has the whole
+story.
 """
 
 from __future__ import annotations
@@ -36,7 +40,15 @@ from sealed_results.keyproviders.base import DATA_KEY_SIZE, KeyProvider
 from sealed_results.pickling import Rebuildable
 from sealed_results.retry import retry
 
-__all__ = ["AppRoleAuth", "KubernetesAuth", "TokenAuth", "VaultAuth", "VaultTransit"]
+__all__ = [
+    "KEY_TYPE_UNCHECKED",
+    "SYMMETRIC_KEY_TYPES",
+    "AppRoleAuth",
+    "KubernetesAuth",
+    "TokenAuth",
+    "VaultAuth",
+    "VaultTransit",
+]
 
 T = TypeVar("T")
 
@@ -59,6 +71,17 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     hvac_errors.PreconditionFailed,  # a performance standby not yet caught up
 )
 _DENIED = (hvac_errors.Forbidden, hvac_errors.Unauthorized)
+# Transit key types we wrap with: symmetric AEADs only. With a public-key type (rsa-*, and the
+# signing types ecdsa-*, ed25519) anyone holding the public key could encrypt under it and so
+# forge wrapped data keys, and the token keyset, which no token pins. An allow-list: a type we
+# do not know is refused too. Derived and convergent keys keep their type and are accepted.
+SYMMETRIC_KEY_TYPES = frozenset({"aes128-gcm96", "aes256-gcm96", "chacha20-poly1305"})
+KEY_TYPE_UNCHECKED = "unknown (grant read on transit/keys/<key> to check)"
+_NOT_SYMMETRIC = (
+    "the vault key provider's Transit key is not a symmetric encryption key (aes128-gcm96, "
+    "aes256-gcm96 or chacha20-poly1305); a public-key type would let anyone holding the "
+    "public key forge wrapped data keys"
+)
 _BAD_URL = (
     requests.exceptions.MissingSchema,
     requests.exceptions.InvalidSchema,
@@ -166,8 +189,8 @@ class KubernetesAuth(VaultAuth):
     def login(self, client: hvac.Client) -> tuple[str, float | None]:
         try:
             jwt = Path(self._jwt_path).read_text().strip()
-        except OSError as exc:
-            raise KeyProviderError("the Kubernetes service-account token is not readable") from exc
+        except OSError:
+            raise KeyProviderError("the Kubernetes service-account token is not readable") from None
         if not jwt:
             raise KeyProviderError("the Kubernetes service-account token file is empty")
         return _lifetime(
@@ -255,6 +278,10 @@ class VaultTransit(KeyProvider):
         self._client: hvac.Client | None = None
         self._token: str | None = None
         self._refresh_at: float | None = None  # monotonic time to log in again, if known
+        # The Transit key's type, read on first use: None until read, KEY_TYPE_UNCHECKED when
+        # this login may not read transit/keys/<key> (then describe() says so for doctor).
+        self._key_type: str | None = None
+        self._check_lock = threading.Lock()
 
     # Only settings travel: no token, no secret id, no client. The receiving process resolves
     # the address, namespace and credentials from its own environment and logs in again.
@@ -290,12 +317,12 @@ class VaultTransit(KeyProvider):
             token, ttl = self._retrying(lambda: self._auth.login(client))
         except (ConfigError, KeyProviderError):
             raise
-        except _TRANSIENT as exc:
-            raise KeyProviderError("the vault key provider is unreachable or sealed") from exc
-        except _BAD_URL as exc:
-            raise ConfigError("the Vault address is not a usable http(s) URL") from exc
-        except Exception as exc:
-            raise KeyProviderError("the vault key provider could not log in") from exc
+        except _TRANSIENT:
+            raise KeyProviderError("the vault key provider is unreachable or sealed") from None
+        except _BAD_URL:
+            raise ConfigError("the Vault address is not a usable http(s) URL") from None
+        except Exception:
+            raise KeyProviderError("the vault key provider could not log in") from None
         client.token = token
         self._token = token
         self._refresh_at = None if ttl is None else time.monotonic() + ttl * _REFRESH_AT
@@ -323,7 +350,19 @@ class VaultTransit(KeyProvider):
             return self._login_locked(self._client) != stale
 
     def _transit(self, method: str, **params: Any) -> dict[str, Any]:
-        """One Transit call on our key: logged in, retried, re-logged in once after a 403."""
+        """One Transit call on our key, once the key is known not to be a public-key type."""
+        self._check_key_type()
+        return self._request(method, params)
+
+    def _request(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        passthrough: tuple[type[BaseException], ...] = (),
+    ) -> dict[str, Any]:
+        """One Transit call: logged in, retried, re-logged in once after a 403. Errors of the
+        ``passthrough`` types reach the caller as they are (no re-login for those)."""
         relogged = False
         while True:
             client, token = self._session()
@@ -333,21 +372,63 @@ class VaultTransit(KeyProvider):
                     functools.partial(call, name=self._key, mount_point=self._mount, **params)
                 )
                 return response
-            except _DENIED as exc:
+            except passthrough:
+                raise
+            except _DENIED:
                 # An expired or revoked login token answers 403: log in again, once.
                 if relogged or not self._relogin(token):
-                    raise KeyProviderError("the vault key provider was denied permission") from exc
+                    raise KeyProviderError("the vault key provider was denied permission") from None
                 relogged = True
-            except _TRANSIENT as exc:
+            except _TRANSIENT:
                 raise KeyProviderError(
                     "the vault key provider is unreachable, sealed or overloaded"
-                ) from exc
-            except hvac_errors.InvalidPath as exc:
-                raise KeyProviderError("the vault key provider's mount was not found") from exc
-            except _BAD_URL as exc:  # a ValueError naming the address: never let it through
-                raise ConfigError("the Vault address is not a usable http(s) URL") from exc
-            except requests.exceptions.RequestException as exc:
-                raise KeyProviderError("the vault key provider's request failed") from exc
+                ) from None
+            except hvac_errors.InvalidPath:
+                raise KeyProviderError("the vault key provider's mount was not found") from None
+            except _BAD_URL:  # a ValueError naming the address: never let it through
+                raise ConfigError("the Vault address is not a usable http(s) URL") from None
+            except requests.exceptions.RequestException:
+                raise KeyProviderError("the vault key provider's request failed") from None
+
+    # -- the key's type ------------------------------------------------------------------------
+    def _read_key(self) -> dict[str, Any] | None:
+        """``transit/keys/<key>``: None when the key (or the mount) does not exist yet; a
+        denial is the caller's (the policy may lack ``read`` there)."""
+        try:
+            response = self._request(
+                "read_key", {}, passthrough=(*_DENIED, hvac_errors.InvalidPath)
+            )
+        except hvac_errors.InvalidPath:
+            return None
+        data: dict[str, Any] = response["data"]
+        return data
+
+    def _note_key_type(self, data: dict[str, Any]) -> str:
+        key_type = str(data.get("type"))
+        self._key_type = key_type
+        if key_type not in SYMMETRIC_KEY_TYPES:
+            raise KeyProviderError(_NOT_SYMMETRIC)
+        return key_type
+
+    def _check_key_type(self) -> None:
+        """Refuse a Transit key that is not symmetric, read once per process on first use. A
+        login that may not read the key is not refused: that is remembered and shown by
+        describe(). A key that does not exist yet is checked again at the next call (the call
+        itself fails, or Transit's encrypt creates a symmetric key)."""
+        key_type = self._key_type
+        if key_type is None:
+            with self._check_lock:
+                if self._key_type is None:
+                    try:
+                        data = self._read_key()
+                    except _DENIED:
+                        self._key_type = KEY_TYPE_UNCHECKED
+                    else:
+                        if data is not None:
+                            self._note_key_type(data)
+                key_type = self._key_type
+        if key_type not in (None, KEY_TYPE_UNCHECKED) and key_type not in SYMMETRIC_KEY_TYPES:
+            raise KeyProviderError(_NOT_SYMMETRIC)
 
     # -- primitives ----------------------------------------------------------------------------
     def _wrap(self, data_key: bytes, context: bytes) -> bytes:
@@ -355,10 +436,10 @@ class VaultTransit(KeyProvider):
             response = self._transit(
                 "encrypt_data", plaintext=_b64(context + data_key), context=_b64(context)
             )
-        except hvac_errors.InvalidRequest as exc:
+        except hvac_errors.InvalidRequest:
             raise KeyProviderError(
                 "the vault key provider refused to encrypt (is the Transit key an encryption key?)"
-            ) from exc
+            ) from None
         return _STANZA_V1 + str(response["data"]["ciphertext"]).encode("ascii")
 
     def _unwrap(self, wrapped: bytes, context: bytes) -> bytes:
@@ -367,11 +448,11 @@ class VaultTransit(KeyProvider):
                 "decrypt_data", ciphertext=_parse_stanza(wrapped), context=_b64(context)
             )
         except hvac_errors.InvalidRequest as exc:
-            raise _refusal(exc) from exc
+            raise _refusal(exc) from None
         try:
             plaintext = base64.b64decode(response["data"]["plaintext"], validate=True)
-        except (ValueError, TypeError) as exc:
-            raise IntegrityError() from exc
+        except (ValueError, TypeError):
+            raise IntegrityError() from None
         n = len(context)
         # The key id inside the plaintext is what binds this stanza to its blob.
         if len(plaintext) != n + DATA_KEY_SIZE or not hmac.compare_digest(plaintext[:n], context):
@@ -386,24 +467,32 @@ class VaultTransit(KeyProvider):
                 "rewrap_data", ciphertext=_parse_stanza(wrapped), context=_b64(context)
             )
         except hvac_errors.InvalidRequest as exc:
-            raise _refusal(exc) from exc
+            raise _refusal(exc) from None
         return _STANZA_V1 + str(response["data"]["ciphertext"]).encode("ascii")
 
     def _rotate(self) -> None:
         try:
             self._transit("rotate_key")
-        except hvac_errors.InvalidRequest as exc:
-            raise KeyProviderError("the vault key provider could not rotate its key") from exc
+        except hvac_errors.InvalidRequest:
+            raise KeyProviderError("the vault key provider could not rotate its key") from None
 
     def _describe(self) -> dict[str, Any]:
+        """For doctor: the key's type (a public-key type raises, as every call would), or that
+        it could not be checked, or that the key does not exist yet; its version settings."""
         info: dict[str, Any] = {"auth": self._auth.name}
         try:
-            data = self._transit("read_key")["data"]
-        except (KeyProviderError, hvac_errors.VaultError):
-            info["key"] = "not readable with this login (needs read on transit/keys)"
+            data = self._read_key()
+        except _DENIED:
+            self._key_type = self._key_type or KEY_TYPE_UNCHECKED
+            info["key_type"] = KEY_TYPE_UNCHECKED
             return info
-        for field in ("type", "latest_version", "min_decryption_version", "derived"):
+        if data is None:
+            info["key_type"] = "missing (no such Transit key or mount yet)"
+            return info
+        info["key_type"] = self._note_key_type(data)
+        for field in ("latest_version", "min_decryption_version", "derived"):
             info[field] = data.get(field)
+        info["convergent"] = data.get("convergent_encryption")
         return info
 
 
