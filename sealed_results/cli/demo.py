@@ -2,14 +2,22 @@
 
 It shows the two sides of the promise: what the orchestrator's cloud receives (one opaque token
 per result) and what lands in your storage (random names, ciphertext only).
+
+``--prefect`` runs the same story through Prefect (``sealed_results.prefect.demo``) in a child
+process: it needs the ``prefect`` extra, starts a temporary Prefect server, and sets Prefect
+and profile settings that must not leak into this process. (The CLI and the Prefect adapter are
+peers at the edge of the layers, so the CLI starts it by module name rather than importing it.)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,7 +27,7 @@ from typing import Any
 from sealed_results.handlers import LocalHandler
 from sealed_results.keyproviders.local import LocalKeyring, create_keyring
 
-__all__ = ["add_parser", "run_demo"]
+__all__ = ["add_parser", "run_demo", "run_prefect_demo"]
 
 
 def _results() -> dict[str, Any]:
@@ -102,7 +110,24 @@ def run_demo(root: str | None = None) -> int:
         return 0 if ok and not leaked else 1
 
 
+PREFECT_DEMO = "sealed_results.prefect.demo"
+
+
+def run_prefect_demo(root: str | None = None) -> int:
+    """The Prefect demo in a child process; 2 with an install hint without the extra."""
+    if importlib.util.find_spec("prefect") is None:
+        print(
+            "sealed-results demo --prefect needs Prefect: pip install 'sealed-results[prefect]'",
+            file=sys.stderr,
+        )
+        return 2
+    command = [sys.executable, "-m", PREFECT_DEMO, *(["--root", root] if root else [])]
+    return subprocess.run(command, check=False).returncode
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.prefect:
+        return run_prefect_demo(root=args.root)
     return run_demo(root=args.root)
 
 
@@ -111,4 +136,9 @@ def add_parser(subparsers: Any) -> None:
         "demo", help="write and read a few results on local disk, no servers"
     )
     parser.add_argument("--root", help="directory to use (default: a new temporary directory)")
+    parser.add_argument(
+        "--prefect",
+        action="store_true",
+        help="run a flow on a temporary local Prefect server (needs the prefect extra)",
+    )
     parser.set_defaults(func=_run)

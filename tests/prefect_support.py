@@ -1,0 +1,269 @@
+"""Shared pieces of the Prefect tests: a real Prefect server, a sealed profile whose every
+setting is a distinctive string, the flows under test (importable from a subprocess too), and
+a reader of everything the server stored.
+
+The flows live here, at module level, so a second process (``python -c`` with this module on
+the path) runs the very same task source and so computes the same cache keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow, task
+from prefect.cache_policies import DEFAULT, INPUTS, TASK_SOURCE
+from prefect.context import TaskRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import SecretStr
+
+from sealed_results.keyproviders.local import create_keyring
+from sealed_results.prefect import sealed, sealed_flow
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Distinctive strings: none of them (nor their base64 or hex) may reach Prefect's server.
+ROOT_MARK = "rootdirZq7Distinct"
+KEYRING_MARK = "keyringXw9Distinct"
+PROFILE_DIR_MARK = "profiledirP5kDistinct"
+VALUE_MARK = "resultValueK3pDistinct"
+SECRET_A = "secretInputAlphaM2v"
+SECRET_B = "secretInputBetaR8t"
+MARKERS = (ROOT_MARK, KEYRING_MARK, PROFILE_DIR_MARK, VALUE_MARK, SECRET_A, SECRET_B)
+
+COUNTER_ENV = "SR_TEST_COUNTER_DIR"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# -- the profile -----------------------------------------------------------------------------
+def write_profile(base: Path) -> Path:
+    """A config file with one local profile; returns its path."""
+    home = base / PROFILE_DIR_MARK
+    home.mkdir(parents=True, exist_ok=True)
+    keys = home / f"{KEYRING_MARK}.json"
+    if not keys.exists():
+        create_keyring(keys)
+    config = home / "sealed-results.toml"
+    config.write_text(
+        'default_profile = "lab"\n'
+        "[profiles.lab]\n"
+        'handler = "local"\n'
+        f'root = "./{ROOT_MARK}"\n'
+        'keyprovider = "local"\n'
+        f'keyprovider_options = {{ path = "./{KEYRING_MARK}.json" }}\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+# -- the server ------------------------------------------------------------------------------
+@dataclass
+class PrefectServer:
+    api_url: str
+    database: Path
+    start_seconds: float
+
+
+def harness() -> Iterator[PrefectServer]:
+    """A real Prefect server (subprocess, SQLite in a temporary directory)."""
+    import prefect.settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    started = time.monotonic()
+    try:
+        context = prefect_test_harness(server_startup_timeout=120)
+        context.__enter__()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        message = f"the Prefect test server did not start ({type(exc).__name__})"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    seconds = time.monotonic() - started
+    url = prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL.value()
+    database = Path(str(url).split(":///", 1)[1])
+    api_url = str(prefect.settings.PREFECT_API_URL.value())
+    try:
+        yield PrefectServer(api_url=api_url, database=database, start_seconds=seconds)
+    finally:
+        context.__exit__(None, None, None)
+
+
+def subprocess_env(server: PrefectServer, config: Path, scratch: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PREFECT_API_URL=server.api_url,
+        PREFECT_HOME=str(scratch / "prefect-home"),
+        SEALED_RESULTS_CONFIG=str(config),
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    env.pop("SEALED_RESULTS_PROFILE", None)
+    return env
+
+
+def run_python(code: str, env: dict[str, str], timeout: float = 120) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+# -- the flows under test ----------------------------------------------------------------------
+def _count(name: str) -> None:
+    """One more run of a task body, in a file (works across processes)."""
+    directory = Path(os.environ[COUNTER_ENV])
+    with open(directory / name, "a", encoding="utf-8") as f:
+        f.write("x")
+
+
+def count_of(directory: Path, name: str) -> int:
+    path = directory / name
+    return len(path.read_text(encoding="utf-8")) if path.exists() else 0
+
+
+@task(**sealed(cache_policy=INPUTS + TASK_SOURCE))
+def cached_double(x: int) -> dict[str, Any]:
+    _count("cached_double")
+    return {"value": x * 2, "label": VALUE_MARK}
+
+
+@task(**sealed())
+def default_keyed(x: int) -> str:
+    # What Prefect's own DEFAULT policy would have used as this run's storage key.
+    ctx = TaskRunContext.get()
+    assert ctx is not None
+    key = DEFAULT.compute_key(task_ctx=ctx, inputs={"x": x}, flow_parameters={})
+    (Path(os.environ[COUNTER_ENV]) / "default_key").write_text(str(key), encoding="utf-8")
+    return f"{VALUE_MARK}-{x}"
+
+
+@task(**sealed(retries=2, retry_delay_seconds=0))
+def flaky(x: int) -> str:
+    _count("flaky")
+    if count_of(Path(os.environ[COUNTER_ENV]), "flaky") % 3:
+        raise RuntimeError("transient failure")
+    return f"{VALUE_MARK}-flaky-{x}"
+
+
+@task(**sealed(cache_policy=INPUTS + TASK_SOURCE))
+def with_secret(token: SecretStr) -> str:
+    _count("with_secret")
+    return f"{VALUE_MARK}-len{len(token.get_secret_value())}"
+
+
+@flow(**sealed_flow())
+def pipeline(x: int) -> list[Any]:
+    return [cached_double(x), default_keyed(x), flaky(x)]
+
+
+@flow(**sealed_flow())
+def secret_flow(first: SecretStr, second: SecretStr) -> list[str]:
+    return [with_secret(first), with_secret(second), with_secret(first)]
+
+
+@task(**sealed())
+async def async_square(x: int) -> dict[str, Any]:
+    await asyncio.sleep(0)
+    return {"square": x * x, "label": VALUE_MARK}
+
+
+@flow(**sealed_flow())
+async def async_pipeline(n: int) -> list[dict[str, Any]]:
+    return list(await asyncio.gather(*(async_square(i) for i in range(n))))
+
+
+@task(**sealed())
+def threaded(x: int) -> str:
+    time.sleep(0.05)
+    return f"{VALUE_MARK}-{x}"
+
+
+@flow(**sealed_flow(task_runner=ThreadPoolTaskRunner(max_workers=4)))
+def threaded_pipeline(n: int) -> list[str]:
+    return threaded.map(range(n)).result()
+
+
+# -- what the server stored ------------------------------------------------------------------
+def forms(marker: str) -> list[str]:
+    """A marker and its base64 (standard and URL-safe, at each alignment) and hex forms."""
+    raw = marker.encode()
+    found = {marker, raw.hex(), raw.hex().upper()}
+    for shift in range(3):
+        padded = b"\0" * shift + raw
+        for encoder in (base64.b64encode, base64.urlsafe_b64encode):
+            text = encoder(padded).decode()
+            # The first group holds prefix bytes when shifted; the last meets what follows.
+            found.add(text[4 if shift else 0 : -4])
+    return sorted(f for f in found if len(f) >= 8)
+
+
+def database_text(database: Path) -> str:
+    """Every row of every table of the server's SQLite database, as text."""
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        tables = [
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+        parts = []
+        for table in tables:
+            for row in connection.execute(f'SELECT * FROM "{table}"'):
+                parts.append(
+                    " ".join(
+                        value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                        for value in row
+                    )
+                )
+        return "\n".join(parts)
+    finally:
+        connection.close()
+
+
+async def api_text() -> str:
+    """The API's view of flow runs, task runs, deployments, block documents (secrets
+    included), logs and events, as JSON text."""
+    import httpx
+    from prefect.client.orchestration import get_client
+
+    parts: list[str] = []
+    async with get_client() as client:
+        parts += [r.model_dump_json() for r in await client.read_flow_runs(limit=200)]
+        parts += [r.model_dump_json() for r in await client.read_task_runs(limit=200)]
+        parts += [r.model_dump_json() for r in await client.read_deployments(limit=200)]
+        parts += [
+            r.model_dump_json()
+            for r in await client.read_block_documents(include_secrets=True, limit=200)
+        ]
+        parts += [r.model_dump_json() for r in await client.read_logs(limit=200)]
+        api = str(client.api_url).rstrip("/")
+    async with httpx.AsyncClient(timeout=30) as http:
+        page = await http.post(f"{api}/events/filter", json={"limit": 50})
+        page.raise_for_status()
+        body = page.json()
+        parts.append(json.dumps(body))
+        while body.get("next_page"):
+            page = await http.get(body["next_page"])
+            page.raise_for_status()
+            body = page.json()
+            parts.append(json.dumps(body))
+    return "\n".join(parts)
