@@ -209,3 +209,23 @@ def test_formatted_tracebacks_name_nothing(local_root: Path, keyring: LocalKeyri
         text = "".join(traceback.format_exception(exc))
         assert str(local_root) not in text
         assert name not in text
+
+
+def test_reads_are_bounded_before_anything_is_read(local_root: Path, keyring: LocalKeyring) -> None:
+    handler = LocalHandler(str(local_root), keyring, max_result_size=1 << 20)
+    token = handler.write(os.urandom(1000))
+    path = local_root / next(handler.list_objects())
+    os.truncate(path, 64 << 30)  # a sparse 64 GiB object under the token's name
+    started = time.monotonic()
+    with pytest.raises(IntegrityError):
+        handler.read(token)
+    assert time.monotonic() - started < 5
+    with pytest.raises(IntegrityError):
+        LocalHandler(str(local_root), keyring).read(token)  # over the default 16 GiB too
+    # Under the bound, a planted object fails authentication on its first segment, before its
+    # length is trusted to size any buffer.
+    os.truncate(path, 2 << 30)
+    started = time.monotonic()
+    with pytest.raises(IntegrityError):
+        LocalHandler(str(local_root), keyring).read(token)
+    assert time.monotonic() - started < 5

@@ -60,6 +60,10 @@ KeyProviderArg = KeyProvider | KeyMaterials | Sequence[KeyProvider | KeyMaterial
 # stream): most results are small. Larger ones stream, so they are never held twice. It is the
 # smallest segment size, so a small payload is always one (final) segment.
 _SMALL_PAYLOAD = 1 << MIN_SEGMENT_LOG2
+# ``read`` holds a whole result in memory: a stored object larger than this is refused before it
+# is read (IntegrityError), so a planted huge or sparse object cannot exhaust memory. ``open``
+# streams and needs no bound. Raise it per handler for larger in-memory results.
+DEFAULT_MAX_RESULT_SIZE = 1 << 34
 
 
 def object_name(object_id: bytes) -> str:
@@ -95,6 +99,7 @@ class ResultHandler(Rebuildable):
         serializer: str | Serializer = "msgpack",
         allow_pickle: bool = False,
         segment_size: int = 1 << DEFAULT_SEGMENT_LOG2,
+        max_result_size: int = DEFAULT_MAX_RESULT_SIZE,
         **store_options: Any,
     ) -> None:
         log2 = segment_size.bit_length() - 1
@@ -108,6 +113,9 @@ class ResultHandler(Rebuildable):
             allow_pickle = True  # choosing pickle by name is the explicit opt-in
         self._allow_pickle = allow_pickle
         self._segment_log2 = log2
+        if not isinstance(max_result_size, int) or max_result_size < 1:
+            raise ConfigError("max_result_size must be a positive number of bytes")
+        self._max_result_size = max_result_size
         self._keyset = Keyset(self._store, self._materials)
         self._lock = threading.Lock()
         self._codec: TokenCodec | None = None
@@ -363,7 +371,7 @@ class ResultHandler(Rebuildable):
         return self._read_object(*self._locate(token))
 
     def _read_object(self, object_id: bytes, commitment: bytes | None) -> Any:
-        source, length = self._store.fetch(object_name(object_id))
+        source, length = self._store.fetch(object_name(object_id), max_size=self._max_result_size)
         with source:
             cipher, serializer_name = self._open_header(source, object_id, commitment)
             serializer = self._serializer_for(serializer_name)
@@ -416,6 +424,7 @@ class ResultHandler(Rebuildable):
             "serializer": self._serializer,
             "allow_pickle": self._allow_pickle,
             "segment_size": 1 << self._segment_log2,
+            "max_result_size": self._max_result_size,
         }
 
     def __repr__(self) -> str:
