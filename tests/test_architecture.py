@@ -24,10 +24,10 @@ RANK = {
     "handlers": 4,
     "plugins": 5,
     "config": 6,
-    "cli": 7,
-    "testing": 7,
     "maintenance": 7,
     "prefect": 7,
+    "cli": 8,
+    "testing": 8,
 }
 # format imports nothing of ours but the errors (docs/format.md's promise: pure bytes).
 ONLY = {"format": {"errors", "format"}}
