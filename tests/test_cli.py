@@ -195,10 +195,7 @@ def test_doctor_passes_on_a_local_profile(
     assert steps["keyset"][1].startswith("absent; the root holds no results yet")
     assert steps["keyset updates"][1].startswith("atomic")
     assert steps["token keys"][1].startswith("created")
-    # The probes are gone; lock files (hidden, never listed) stay.
-    assert sorted(p.name for p in local_root.iterdir() if not p.name.startswith(".lock-")) == [
-        "keyset"
-    ]
+    assert list(local_root.iterdir()) == [local_root / "keyset"]  # the probes are gone
     assert_no_leak(output, local_root, keyring_path, config)
     # Plain text, through the environment instead of --config; the keyset now exists.
     monkeypatch.setenv("SEALED_RESULTS_CONFIG", str(config))

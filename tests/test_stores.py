@@ -62,6 +62,21 @@ class TestLocalStoreWithNamedTemporaryFiles(TestLocalStore):
         return store
 
 
+class TestLocalStoreWithLockFiles(TestLocalStore):
+    """Where the root directory cannot be flocked (NFS): a lock file beside the object."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path, leak_scan: Any) -> Store:
+        store = LocalStore(tmp_path / "root")
+        store._lock_files = True  # as a refused directory lock leaves it
+        return store
+
+    def test_the_lock_file_is_hidden(self, store: Store, tmp_path: Path) -> None:
+        store.swap("keyset", b"k", None)
+        assert sorted(os.listdir(tmp_path / "root")) == [".lock-keyset", "keyset"]
+        assert list(store.list()) == ["keyset"]
+
+
 class TestMemoryStore(StoreSuite):
     @pytest.fixture
     def store(self) -> Store:
@@ -326,7 +341,7 @@ def test_local_swaps_race_across_processes(tmp_path: Path) -> None:
         b"%s-%d" % (tag.encode(), r) for tag in (*writers, "t0", "t1") for r in range(rounds)
     }
     assert sorted(got) == sorted(expected)  # every item, once
-    assert sorted(os.listdir(root)) == [".lock-keyset", "keyset"]
+    assert os.listdir(root) == ["keyset"]  # the lock is the root directory: no lock file
     assert list(store.list()) == ["keyset"]
 
 

@@ -14,12 +14,14 @@ points at, eating memory or hanging. O_NONBLOCK changes nothing for a regular fi
 Compare-and-swap (``get_versioned``/``swap``). The version of an object is
 ``"<inode>-<mtime ns>-<size>"`` from the ``fstat`` of the descriptor its bytes were read from: an
 object is never written in place (every write names a new file), so the bytes of that inode
-never change. ``swap`` holds an exclusive ``flock`` on a lock file beside the object
-(``.lock-<name>``, never listed, never removed) while it compares the current version and
-renames a new file in; ``replace`` and ``swap`` stamp the new file's mtime with the fine-grained
-clock, so an inode number reused by the filesystem still gives a new version. ``flock`` excludes
-threads and processes on one machine; on a network filesystem it is only as good as the
-filesystem's locking (NFS maps it to POSIX locks).
+never change. ``swap`` holds an exclusive ``flock`` on the root directory itself while it
+compares the current version and renames a new file in (swaps are rare: key material), so no
+lock file is left among the objects; where the filesystem refuses to lock a directory (NFS maps
+``flock`` to POSIX locks, which need a file open for writing) it locks ``.lock-<name>`` beside
+the object instead (never listed, never removed). ``replace`` and ``swap`` stamp the new file's
+mtime with the fine-grained clock, so an inode number reused by the filesystem still gives a new
+version. ``flock`` excludes threads and processes on one machine; on a network filesystem it is
+only as good as the filesystem's locking.
 
 Durability. ``durable=True`` fsyncs every new object before it is named, and the directory
 after. ``replace`` and ``swap`` always do (they carry key material: the keyset): a crash leaves
@@ -62,6 +64,8 @@ _TMP_PREFIX = ".tmp-"
 _LOCK_PREFIX = ".lock-"
 _HIDDEN = (_TMP_PREFIX, _LOCK_PREFIX)
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+# flock on a directory refused: "not here" (fall back to lock files), not "failed".
+_NO_DIRECTORY_LOCK = {errno.EBADF, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOLCK}
 
 
 def _local_failure(exc: BaseException) -> Failure | None:
@@ -99,6 +103,7 @@ class LocalStore(Store):
     name = "local"
     atomic_swap = True
     _unnamed_files = bool(_O_TMPFILE) and os.path.isdir("/proc/self/fd")
+    _lock_files = False  # set where the root directory cannot be flocked
 
     def __init__(self, root: str | os.PathLike[str], *, durable: bool = False) -> None:
         self._root = _local_path(root)
@@ -230,11 +235,31 @@ class LocalStore(Store):
         except Exception as exc:
             raise _ours(exc) from None
 
+    def _lock(self, name: str) -> int:
+        """An fd holding an exclusive flock for swaps of ``name``: on the root directory, or
+        where directories cannot be locked, on a lock file beside the object."""
+        if not self._lock_files:
+            fd = self._in_root(lambda: os.open(self._root, _DIR_FLAGS))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                return fd
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in _NO_DIRECTORY_LOCK:
+                    raise
+                self._lock_files = True  # e.g. NFS: lock files from now on
+        fd = self._in_root(lambda: _open_lock(self._path(f"{_LOCK_PREFIX}{name}")))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     def swap(self, name: str, data: bytes, version: str | None) -> None:
         try:
-            lock = self._in_root(lambda: _open_lock(self._path(f"{_LOCK_PREFIX}{name}")))
+            lock = self._lock(name)
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
                     status = os.lstat(self._path(name))
                 except FileNotFoundError:
