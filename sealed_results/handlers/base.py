@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar
 
 from sealed_results.errors import (
@@ -24,6 +25,7 @@ from sealed_results.errors import (
     ResultNotFound,
     SerializationError,
     StorageError,
+    StoreConflict,
     UnsupportedVersion,
 )
 from sealed_results.format import (
@@ -52,7 +54,7 @@ from sealed_results.pickling import Rebuildable
 from sealed_results.serializers import Serializer, resolve
 from sealed_results.stores.base import Store
 
-__all__ = ["KEYSET_NAME", "ResultHandler", "is_object_name", "object_name"]
+__all__ = ["KEYSET_NAME", "ObjectCheck", "ResultHandler", "is_object_name", "object_name"]
 
 Buffer = bytes | bytearray | memoryview
 KeyProviderArg = KeyProvider | KeyMaterials | Sequence[KeyProvider | KeyMaterials]
@@ -427,9 +429,128 @@ class ResultHandler(Rebuildable):
             "max_result_size": self._max_result_size,
         }
 
+    # -- maintenance primitives ------------------------------------------------------------------
+    # Public building blocks of ``sealed_results.maintenance`` (rotate, verify, inspect). Each
+    # takes a stored object by name: an opaque reference (random hex, or ``keyset``) that says
+    # nothing of the value, which is what maintenance reports print. None returns plaintext.
+    REWRAP_ATTEMPTS: ClassVar[int] = 8
+
+    def locate_token(self, token: str) -> tuple[str, bytes]:
+        """The name of the stored object a token names and the key commitment it pins (the
+        token is authenticated; the store is not asked). IntegrityError for a token that no
+        token key of this root opens."""
+        object_id, commitment = self._locate(token)
+        return object_name(object_id), commitment
+
+    def rewrap_object(
+        self,
+        name: str,
+        *,
+        needs_rewrap: Callable[[BlobHeader], bool] | None = None,
+        max_size: int | None = None,
+    ) -> str:
+        """Rewrap the data key of object ``name`` under each provider's newest key version by a
+        compare-and-swap: the object is read with its version, only its key section changes
+        (payload bytes, commitment, name and every token stay), and the new bytes replace it
+        only if nobody changed or deleted it meanwhile; otherwise it is read again.
+
+        ``needs_rewrap(header)`` False: ``"current"`` with no provider call and no payload read
+        (the header alone is read). Returns ``"rewrapped"``, ``"current"`` (nothing changed),
+        ``"gone"`` (deleted meanwhile) or ``"too-large"`` (over ``max_size`` bytes: the Store
+        API replaces objects whole, so a rewrite holds the object in memory twice)."""
+        if needs_rewrap is not None:
+            try:
+                header = self.read_header(name)
+            except ResultNotFound:
+                return "gone"
+            if not needs_rewrap(header):
+                return "current"
+        object_id = _object_id_of(name)
+        for _ in range(self.REWRAP_ATTEMPTS):
+            try:
+                blob, version = self._store.get_versioned(name, max_size=max_size)
+            except ResultNotFound:
+                return "gone"
+            except IntegrityError:
+                if max_size is None:
+                    raise
+                return "too-large"  # the header read above was fine: the store refused the size
+            source = io.BytesIO(blob)
+            header = read_header(source)
+            if not hmac.compare_digest(header.object_id, object_id):
+                raise IntegrityError()
+            stanzas = self._materials.rewrap_stanzas(header.key_id, header.stanzas)
+            if stanzas == header.stanzas:
+                return "current"
+            rest = memoryview(blob)[source.tell() :]
+            try:
+                self._store.swap(name, header.fixed + encode_stanzas(stanzas) + rest, version)
+            except StoreConflict:
+                continue  # written or deleted meanwhile: look again
+            finally:
+                rest.release()
+            return "rewrapped"
+        raise StoreConflict("the object kept changing during its rewrap; run it again")
+
+    def check_object(self, name: str) -> ObjectCheck:
+        """Authenticate every byte of object ``name`` in one streaming pass (bounded memory:
+        one segment at a time) and describe it: its header, serializer, stored and payload
+        sizes. IntegrityError for any tampering or truncation, KeyProviderError when no
+        provider opens its data key, ResultNotFound when it is gone. Plaintext is discarded."""
+        counter = _CountingSource(self._store.open(name))
+        try:
+            header = read_header(counter)
+            if not hmac.compare_digest(header.object_id, _object_id_of(name)):
+                raise IntegrityError()
+            data_key = self._materials.open_data_key(header.key_id, header.stanzas)
+            cipher = header.cipher(header.payload_key(data_key))
+            serializer = open_descriptor(cipher, read_exact(counter, DESCRIPTOR_SIZE))
+            reader = BlobReader(counter, cipher)
+            buffer = bytearray(header.segment_size)
+            payload = 0
+            while n := reader.readinto(buffer):
+                payload += n
+        finally:
+            counter.close()
+        return ObjectCheck(header, serializer, counter.count, payload)
+
     def __repr__(self) -> str:
         # The root names a bucket or a path: it must not reach the orchestrator through a log.
         return f"<{type(self).__name__}>"
+
+
+@dataclass(frozen=True)
+class ObjectCheck:
+    """What ``check_object`` found: the header (key stanzas), the serializer's name, and the
+    stored and payload sizes in bytes. Holds no key and no plaintext."""
+
+    header: BlobHeader = field(repr=False)
+    serializer: str
+    stored_size: int
+    payload_size: int
+
+
+class _CountingSource:
+    """A store stream that counts the bytes read through it (for ``check_object``)."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+        self.count = 0
+        if hasattr(source, "readinto"):
+            self.readinto = self._readinto
+
+    def read(self, n: int = -1, /) -> bytes:
+        data = self._source.read(n)
+        self.count += len(data)
+        return data
+
+    def _readinto(self, buffer: Any) -> int:
+        n = int(self._source.readinto(buffer) or 0)  # type: ignore[attr-defined]
+        self.count += n
+        return n
+
+    def close(self) -> None:
+        self._source.close()
 
 
 def _object_id_of(name: str) -> bytes:
