@@ -388,7 +388,7 @@ def _plan(
 ) -> RotationReport:
     seen = inventory(handler, workers=workers, progress=progress)
     report.objects = seen.objects
-    report.would_rewrap = (seen.outdated if rewrap_only else seen.objects) + 1  # + the keyset
+    report.would_rewrap = seen.outdated if rewrap_only else seen.objects
     report.token_keys = seen.token_keys
     if seen.rotation and seen.rotation["state"] != "done":
         report.notes.append(
