@@ -9,8 +9,11 @@ the path) runs the very same task source and so computes the same cache keys.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
+import contextlib
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -22,14 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import DEFAULT, INPUTS, TASK_SOURCE
 from prefect.context import TaskRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.types import SecretDict
 from pydantic import SecretStr
 
 from sealed_results.keyproviders.local import create_keyring
-from sealed_results.prefect import sealed, sealed_flow
+from sealed_results.prefect import Revealed, SealedValue, sealed, sealed_flow
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,11 +82,19 @@ class PrefectServer:
     start_seconds: float
 
 
+_SHARED: list[PrefectServer] = []
+
+
 def harness() -> Iterator[PrefectServer]:
-    """A real Prefect server (subprocess, SQLite in a temporary directory)."""
+    """A real Prefect server (subprocess, SQLite in a temporary directory), started once per
+    test process and shared by every test module (each start costs 20-30 s); it stops when
+    the process exits."""
     import prefect.settings
     from prefect.testing.utilities import prefect_test_harness
 
+    if _SHARED:
+        yield _SHARED[0]
+        return
     started = time.monotonic()
     try:
         context = prefect_test_harness(server_startup_timeout=120)
@@ -96,10 +108,16 @@ def harness() -> Iterator[PrefectServer]:
     url = prefect.settings.PREFECT_SERVER_DATABASE_CONNECTION_URL.value()
     database = Path(str(url).split(":///", 1)[1])
     api_url = str(prefect.settings.PREFECT_API_URL.value())
-    try:
-        yield PrefectServer(api_url=api_url, database=database, start_seconds=seconds)
-    finally:
-        context.__exit__(None, None, None)
+    _SHARED.append(PrefectServer(api_url=api_url, database=database, start_seconds=seconds))
+
+    def stop() -> None:
+        # At exit pytest has closed the streams Prefect's console handler writes to.
+        logging.raiseExceptions = False
+        with contextlib.suppress(Exception):
+            context.__exit__(None, None, None)
+
+    atexit.register(stop)
+    yield _SHARED[0]
 
 
 def subprocess_env(server: PrefectServer, config: Path, scratch: Path) -> dict[str, str]:
@@ -203,6 +221,102 @@ def threaded_pipeline(n: int) -> list[str]:
     return threaded.map(range(n)).result()
 
 
+# -- the other leak paths (issue 14): parameters, exception messages, logs ---------------------
+PARAM_MARK = "paramValueQ4wDistinct"
+NOTE_MARK = "noteValueB7xDistinct"
+EXC_MARK = "exceptionMsgH6nDistinct"
+TRACE_MARK = "tracebackMsgT2kDistinct"
+PATTERN_MARK = "cardNo-4111222233334444"
+PATTERNS = r"cardNo-\d{16}"
+LEAK_MARKERS = (PARAM_MARK, NOTE_MARK, EXC_MARK, TRACE_MARK, PATTERN_MARK)
+
+
+@task(**sealed(retries=2, retry_delay_seconds=0, seal_exceptions=True))
+def sensitive_task(secret: str) -> str:
+    logger = get_run_logger()
+    logger.info("processing %s", secret)  # an opened parameter: redacted as its token
+    logger.info("charging %s", PATTERN_MARK)  # a configured pattern
+    try:
+        raise KeyError(TRACE_MARK)
+    except KeyError:
+        logger.exception("lookup failed")  # a formatted traceback with a sealed message
+    _count("sensitive_task")
+    raise ValueError(f"{EXC_MARK} for {secret}")
+
+
+@flow(**sealed_flow(seal_exceptions=True))
+def sensitive_flow(secret: Revealed[str], note: SealedValue) -> str:
+    get_run_logger().info("note says %s", note.reveal())
+    return sensitive_task(secret)
+
+
+@task(**sealed(cache_policy=INPUTS + TASK_SOURCE))
+def served_double(x: int) -> dict[str, Any]:
+    return {"value": x * 2, "label": VALUE_MARK}
+
+
+@flow(**sealed_flow(seal_exceptions=True))
+def served_total(amount: Revealed[int]) -> dict[str, Any]:
+    return served_double(amount)
+
+
+@task(persist_result=True, cache_policy=INPUTS)
+def leaky_cached(customer: str) -> str:
+    return customer
+
+
+@task(
+    persist_result=True,
+    task_run_name="leak-{customer}",
+    result_storage_key="{parameters[customer]}.json",
+    log_prints=True,
+)
+def leaky_task(customer: str) -> str:
+    print(customer)
+    return customer
+
+
+@flow(flow_run_name="run-{customer}", log_prints=True)
+def leaky_flow(customer: str, token: SecretDict, pin: SecretStr) -> str:
+    """Never run: `sealed-results audit` must find each of its leaks."""
+    return leaky_task(leaky_cached(customer))
+
+
+LEAKY_KINDS = {
+    "plain-parameter",
+    "leaking-parameter",
+    "run-name-template",
+    "storage-key-template",
+    "unkeyed-cache-policy",
+    "unsealed-result",
+    "log-prints",
+    "exception-message",
+}
+
+
+def flush_to_api() -> None:
+    """Send the logs and events this process has queued, so the audit sees them."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    with contextlib.suppress(Exception):
+        EventsWorker.drain_all(timeout=10)
+
+
+def assert_nothing_stored(server: PrefectServer, markers: tuple[str, ...]) -> str:
+    """No marker, nor its base64 or hex forms, in the database or the API; returns the API
+    text for further checks."""
+    flush_to_api()
+    stored = database_text(server.database)
+    api = asyncio.run(api_text())
+    for marker in markers:
+        for form in forms(marker):
+            assert form not in stored, f"{marker} ({form[:6]}...) in the database"
+            assert form not in api, f"{marker} ({form[:6]}...) in the API"
+    return api
+
+
 # -- what the server stored ------------------------------------------------------------------
 def forms(marker: str) -> list[str]:
     """A marker and its base64 (standard and URL-safe, at each alignment) and hex forms."""
@@ -246,15 +360,21 @@ async def api_text() -> str:
     from prefect.client.orchestration import get_client
 
     parts: list[str] = []
+
+    async def every(read: Any, **kwargs: Any) -> list[str]:
+        found: list[str] = []
+        while True:
+            page = await read(limit=200, offset=len(found), **kwargs)
+            found += [r.model_dump_json() for r in page]
+            if len(page) < 200:
+                return found
+
     async with get_client() as client:
-        parts += [r.model_dump_json() for r in await client.read_flow_runs(limit=200)]
-        parts += [r.model_dump_json() for r in await client.read_task_runs(limit=200)]
-        parts += [r.model_dump_json() for r in await client.read_deployments(limit=200)]
-        parts += [
-            r.model_dump_json()
-            for r in await client.read_block_documents(include_secrets=True, limit=200)
-        ]
-        parts += [r.model_dump_json() for r in await client.read_logs(limit=200)]
+        parts += await every(client.read_flow_runs)
+        parts += await every(client.read_task_runs)
+        parts += await every(client.read_deployments)
+        parts += await every(client.read_block_documents, include_secrets=True)
+        parts += await every(client.read_logs)
         api = str(client.api_url).rstrip("/")
     async with httpx.AsyncClient(timeout=30) as http:
         page = await http.post(f"{api}/events/filter", json={"limit": 50})

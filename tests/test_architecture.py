@@ -24,6 +24,8 @@ RANK = {
     "handlers": 4,
     "plugins": 5,
     "config": 6,
+    # seal/unseal and redaction for orchestrator adapters: over profiles, under the adapters.
+    "sealing": 6.5,
     "maintenance": 7,
     "prefect": 7,
     "cli": 8,

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sealed_results.cli import demo, doctor, keys, maintenance, plugins
+from sealed_results.cli import audit, demo, doctor, keys, maintenance, plugins, reveal, seal
 from sealed_results.cli.common import (
     EXIT_FAILED,
     EXIT_INTEGRITY,
@@ -30,7 +30,7 @@ from sealed_results.errors import (
 
 __all__ = ["VERBS", "build_parser", "main"]
 
-VERBS: tuple[Verb, ...] = (keys, demo, plugins, doctor, maintenance)
+VERBS: tuple[Verb, ...] = (keys, demo, plugins, doctor, maintenance, seal, audit, reveal)
 
 
 def build_parser(verbs: Sequence[Verb] = VERBS) -> argparse.ArgumentParser:

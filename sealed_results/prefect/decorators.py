@@ -70,16 +70,24 @@ def _keyed_policy(overrides: dict[str, Any], profile: str | None) -> CachePolicy
     return SealedCachePolicy.wrap(DEFAULT if policy is None else policy, profile)
 
 
-def sealed(profile: str | None = None, **overrides: Any) -> dict[str, Any]:
+def sealed(
+    profile: str | None = None, *, seal_exceptions: bool | None = None, **overrides: Any
+) -> dict[str, Any]:
     """Keyword arguments for ``@task(...)``: results sealed under ``profile`` (None: the
     default profile where the task runs), persisted, with a keyed cache policy wrapping
     ``cache_policy`` (Prefect's DEFAULT unless given) or ``cache_key_fn``. Other overrides
-    (``retries``, ``cache_expiration``...) pass through."""
+    (``retries``, ``cache_expiration``...) pass through.
+
+    ``seal_exceptions=True``: a failure's message reaches Prefect as a token (the exception's
+    type stays visible; ``sealed_results.prefect.failures``); None follows the flow's choice,
+    then ``$SEALED_RESULTS_SEAL_EXCEPTIONS``."""
     overrides = dict(overrides)
     _check_common(overrides, "sealed")
     options: dict[str, Any] = {
         "result_storage": SealedResultStorage.lazy(profile),
-        "result_serializer": SealedSerializer(profile=profile),
+        "result_serializer": SealedSerializer(profile=profile).with_exception_choice(
+            seal_exceptions
+        ),
         "persist_result": True,
         "cache_policy": _keyed_policy(overrides, profile),
     }
@@ -87,9 +95,12 @@ def sealed(profile: str | None = None, **overrides: Any) -> dict[str, Any]:
     return options
 
 
-def sealed_flow(profile: str | None = None, **overrides: Any) -> dict[str, Any]:
+def sealed_flow(
+    profile: str | None = None, *, seal_exceptions: bool | None = None, **overrides: Any
+) -> dict[str, Any]:
     """Keyword arguments for ``@flow(...)`` (which takes no cache options): the flow's own
-    result sealed under ``profile``; other overrides pass through."""
+    result sealed under ``profile``; other overrides pass through. ``seal_exceptions=True``
+    seals the messages of the flow's failures and of its tasks' that make no choice."""
     overrides = dict(overrides)
     _check_common(overrides, "sealed_flow")
     for option in ("cache_policy", "cache_key_fn", "cache_expiration", "refresh_cache"):
@@ -97,7 +108,9 @@ def sealed_flow(profile: str | None = None, **overrides: Any) -> dict[str, Any]:
             raise ConfigError(f"@flow takes no {option}; use sealed() on the flow's tasks")
     options: dict[str, Any] = {
         "result_storage": SealedResultStorage.lazy(profile),
-        "result_serializer": SealedSerializer(profile=profile),
+        "result_serializer": SealedSerializer(profile=profile).with_exception_choice(
+            seal_exceptions
+        ),
         "persist_result": True,
     }
     options.update(overrides)

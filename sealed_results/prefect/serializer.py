@@ -23,10 +23,11 @@ import threading
 from typing import Any, Literal
 
 from prefect.serializers import Serializer as PrefectSerializer
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from sealed_results.config import CONFIG_ENV, PROFILE_ENV, resolve_profile
 from sealed_results.errors import IntegrityError, SerializationError
+from sealed_results.sealing import exception_record, is_exception_record, rebuild_exception
 from sealed_results.serializers import Serializer, resolve
 
 __all__ = ["SERIALIZED_FORM", "SERIALIZER_TYPE", "SealedSerializer"]
@@ -58,6 +59,20 @@ class SealedSerializer(PrefectSerializer):
     profile: str | None = Field(
         default=None, description="The sealed-results profile whose serializer applies."
     )
+    # sealed(seal_exceptions=...): a private attribute, so Prefect's API (which receives a flow
+    # run's serializer with all its fields) never sees it; it pickles with the serializer.
+    _seal_exceptions: bool | None = PrivateAttr(default=None)
+
+    @property
+    def seal_exceptions(self) -> bool | None:
+        """The decorator's choice for exception messages (None: the environment decides)."""
+        private = self.__pydantic_private__ or {}
+        choice = private.get("_seal_exceptions")
+        return choice if isinstance(choice, bool) else None
+
+    def with_exception_choice(self, choice: bool | None) -> SealedSerializer:
+        self._seal_exceptions = choice
+        return self
 
     def _serializer(self, name: str) -> Serializer:
         serializer = resolve(name)
@@ -71,7 +86,12 @@ class SealedSerializer(PrefectSerializer):
 
     def dumps(self, obj: Any) -> bytes:
         name, _ = _profile_serializer(self.profile)
-        payload = self._serializer(name).dumps(obj)
+        serializer = self._serializer(name)
+        if isinstance(obj, BaseException) and not serializer.requires_opt_in:
+            # A failed run's exception: its type, message, arguments and traceback, so that
+            # state.result() raises it (rebuilt) in any process with the profile.
+            obj = exception_record(obj)
+        payload = serializer.dumps(obj)
         return name.encode("ascii") + b":" + base64.b64encode(payload)
 
     def loads(self, blob: bytes) -> Any:
@@ -83,4 +103,5 @@ class SealedSerializer(PrefectSerializer):
             serializer = self._serializer(name.decode("ascii"))
         except (binascii.Error, UnicodeDecodeError):
             raise IntegrityError() from None
-        return serializer.loads(payload)
+        value = serializer.loads(payload)
+        return rebuild_exception(value) if is_exception_record(value) else value

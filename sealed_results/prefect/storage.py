@@ -18,9 +18,7 @@ decorator's check. Blocks made any other way behave like every Prefect block.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import re
 import threading
 import uuid
@@ -32,10 +30,10 @@ from prefect.filesystems import WritableFileSystem
 from prefect.settings import get_current_settings
 from pydantic import Field, PrivateAttr
 
-from sealed_results.config import CONFIG_ENV, PROFILE_ENV, resolve_profile
 from sealed_results.errors import ResultNotFound
 from sealed_results.handlers.base import ResultHandler
 from sealed_results.prefect.serializer import SERIALIZED_FORM, SERIALIZER_TYPE
+from sealed_results.sealing import profile_handler
 
 __all__ = [
     "BLOCK_TYPE_SLUG",
@@ -72,25 +70,13 @@ def document_name(profile: str | None) -> str:
     return "profile-" + uuid.uuid5(uuid.NAMESPACE_URL, profile).hex[:16]
 
 
-# -- handlers, one per (config file, profile) per process ---------------------------------
-_HANDLERS: dict[tuple[str | None, str | None, str | None], ResultHandler] = {}
-_HANDLERS_LOCK = threading.Lock()
-
-
 def handler_for(profile: str | None) -> ResultHandler:
     """The profile's handler for Prefect records: the profile's store and keys, with the
     ``bytes`` serializer, since the record is already bytes (values inside it were serialized by
     ``SealedSerializer`` with the profile's serializer). Cached per process; the cache key
-    follows the config-file and profile variables, so a changed environment is honoured."""
-    cache_key = (os.environ.get(CONFIG_ENV), os.environ.get(PROFILE_ENV), profile)
-    handler = _HANDLERS.get(cache_key)
-    if handler is None:
-        with _HANDLERS_LOCK:
-            handler = _HANDLERS.get(cache_key)
-            if handler is None:
-                settings = dataclasses.replace(resolve_profile(profile), serializer="bytes")
-                handler = _HANDLERS[cache_key] = settings.build()
-    return handler
+    follows the config-file and profile variables, so a changed environment is honoured. The
+    profile's settings are registered for log redaction (``sealed_results.sealing``)."""
+    return profile_handler(profile, serializer="bytes")
 
 
 def storage_name(profile: str | None, path: str) -> str:
