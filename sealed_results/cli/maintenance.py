@@ -132,6 +132,7 @@ def _rotate(args: argparse.Namespace) -> int:
             settle=args.settle,
             workers=args.workers,
             max_in_memory=args.max_in_memory,
+            batch=args.batch,
             progress=progress,
         )
     finally:
@@ -294,6 +295,12 @@ def add_parser(subparsers: Any) -> None:
         type=_bytes,
         default=1 << 30,
         help="skip objects larger than this (a rewrite holds one twice; default 1GiB)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=256,
+        help="objects per journaled batch: a restart redoes at most one (default 256)",
     )
     p.set_defaults(func=_rotate)
 

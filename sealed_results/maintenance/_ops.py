@@ -458,6 +458,10 @@ def _rewrap_all(
 
     names = sorted([*handler.list_objects(), KEYSET_NAME])
     todo = [n for n in names if journal.cursor is None or n > journal.cursor]
+    # The first pass after a new key version finds nearly every object outdated: read each
+    # whole at once. Later passes (retries, rewrap-only) mostly find current objects: read
+    # just their headers first.
+    peek = not journal.rotate_keys or journal.passes > 0
     report.objects = len(names)
     counts = Counter(journal.counts)
     done = len(names) - len(todo)
@@ -465,7 +469,9 @@ def _rewrap_all(
         chunk = todo[start : start + max(1, batch)]
         for name, result in _run_all(
             chunk,
-            lambda n: handler.rewrap_object(n, needs_rewrap=needs, max_size=max_in_memory),
+            lambda n: handler.rewrap_object(
+                n, needs_rewrap=needs, max_size=max_in_memory, header_first=peek
+            ),
             workers=workers,
             progress=progress,
             phase="rewrap",
