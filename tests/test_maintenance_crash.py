@@ -54,12 +54,12 @@ def test_rotation_killed_at_random_points_resumes_without_a_second_key_version(
     seed = int(os.environ.get("SR_KILL_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     h = LocalHandler(str(local_root), LocalKeyring(keyring_path))
-    values = {h.write({"i": i}): {"i": i} for i in range(1500)}
+    values = {h.write({"i": i}): {"i": i} for i in range(4000)}
     config = _local_config(tmp_path, local_root, keyring_path)
     kills = finished = 0
     delays = []
     for _ in range(7):
-        delay = rng.uniform(0.05, 1.8)
+        delay = rng.uniform(0.05, 1.5)
         proc = _rotate_process(config, "--settle", "0", "--workers", "2", "--batch", "16")
         try:
             proc.wait(timeout=delay)

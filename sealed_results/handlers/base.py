@@ -451,15 +451,17 @@ class ResultHandler(Rebuildable):
         header_first: bool = True,
     ) -> str:
         """Rewrap the data key of object ``name`` under each provider's newest key version by a
-        compare-and-swap: the object is read with its version, only its key section changes
-        (payload bytes, commitment, name and every token stay), and the new bytes replace it
-        only if nobody changed or deleted it meanwhile; otherwise it is read again.
+        compare-and-swap: only the key section changes (payload bytes, commitment, name and
+        every token stay), and the new object replaces the old one only if nobody changed or
+        deleted it meanwhile; otherwise it is read again. Stores with ``rewrite_head`` of their
+        own (local, S3) keep the payload where it is (a kernel or server-side copy): bounded
+        memory. Others are read whole and swapped whole: objects over ``max_size`` bytes are
+        then left alone (``"too-large"``).
 
-        ``needs_rewrap(header)`` False: ``"current"`` with no provider call and no payload read
-        (with ``header_first``, only the header is read for that; otherwise the check is made
-        on the object read whole, one request fewer when most objects need a rewrap). Returns ``"rewrapped"``, ``"current"`` (nothing changed),
-        ``"gone"`` (deleted meanwhile) or ``"too-large"`` (over ``max_size`` bytes: the Store
-        API replaces objects whole, so a rewrite holds the object in memory twice)."""
+        ``needs_rewrap(header)`` False: ``"current"`` with no provider call (with
+        ``header_first``, on the in-memory path, only the header is read for that). Returns
+        ``"rewrapped"``, ``"current"`` (nothing changed), ``"gone"`` (deleted meanwhile) or
+        ``"too-large"``."""
         if needs_rewrap is not None and header_first:
             try:
                 header = self.read_header(name)
@@ -468,6 +470,8 @@ class ResultHandler(Rebuildable):
             if not needs_rewrap(header):
                 return "current"
         object_id = _object_id_of(name)
+        if type(self._store).rewrite_head is not Store.rewrite_head:
+            return self._rewrap_streaming(name, object_id, needs_rewrap)
         for _ in range(self.REWRAP_ATTEMPTS):
             try:
                 blob, version = self._store.get_versioned(name, max_size=max_size)
@@ -494,6 +498,36 @@ class ResultHandler(Rebuildable):
             finally:
                 rest.release()
             return "rewrapped"
+        raise StoreConflict("the object kept changing during its rewrap; run it again")
+
+    def _rewrap_streaming(
+        self,
+        name: str,
+        object_id: bytes,
+        needs_rewrap: Callable[[BlobHeader], bool] | None,
+    ) -> str:
+        """``rewrap_object`` through ``Store.rewrite_head``: only the header is read here, and
+        the store keeps the rest (LocalStore: a kernel copy; S3Store: a server-side copy for
+        large objects), so memory stays bounded whatever the object's size."""
+        for _ in range(self.REWRAP_ATTEMPTS):
+            def edit(source: BinaryIO) -> tuple[bytes, int] | None:
+                header = read_header(source)
+                if not hmac.compare_digest(header.object_id, object_id):
+                    raise IntegrityError()
+                if needs_rewrap is not None and not needs_rewrap(header):
+                    return None
+                stanzas = self._materials.rewrap_stanzas(header.key_id, header.stanzas)
+                if stanzas == header.stanzas:
+                    return None
+                return header.fixed + encode_stanzas(stanzas), len(header.encode())
+
+            try:
+                changed = self._store.rewrite_head(name, edit)
+            except ResultNotFound:
+                return "gone"
+            except StoreConflict:
+                continue  # written or deleted meanwhile: look again
+            return "rewrapped" if changed else "current"
         raise StoreConflict("the object kept changing during its rewrap; run it again")
 
     def check_object(self, name: str) -> ObjectCheck:

@@ -38,13 +38,16 @@ import functools
 import hashlib
 import inspect
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, ClassVar
 
 from sealed_results.errors import IntegrityError, ResultNotFound, StoreConflict
 from sealed_results.pickling import Rebuildable
 
-__all__ = ["Store"]
+__all__ = ["HeadEdit", "Store"]
+
+#: ``rewrite_head``'s edit: reads an object from its start, returns ``(new_head, consumed)``.
+HeadEdit = Callable[[BinaryIO], tuple[bytes, int] | None]
 
 
 class Store(Rebuildable, abc.ABC):
@@ -150,6 +153,33 @@ class Store(Rebuildable, abc.ABC):
     @abc.abstractmethod
     def settings(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this store in another process, without secrets."""
+
+    # -- rewriting an object's head (key rotation) ----------------------------------------------
+    def rewrite_head(self, name: str, edit: HeadEdit) -> bool:
+        """Replace the first bytes of object ``name`` and keep the rest, by compare-and-swap.
+
+        ``edit(stream)`` reads the object from its start and returns ``(new_head, consumed)``:
+        the object's first ``consumed`` bytes become ``new_head`` and every byte after them is
+        kept as it is; or None to leave the object alone (then False is returned). The new
+        object replaces the old one atomically, and only if it is still the object ``edit``
+        read (``StoreConflict`` otherwise; ``ResultNotFound`` when it is missing).
+
+        This default reads the object whole and calls ``swap``. A store that can do better
+        overrides it: ``LocalStore`` copies the rest in the kernel (bounded memory), ``S3Store``
+        copies it server-side (UploadPartCopy) for large objects."""
+        data, version = self.get_versioned(name)
+        result = edit(io.BytesIO(data))
+        if result is None:
+            return False
+        head, consumed = result
+        if not 0 <= consumed <= len(data):
+            raise ValueError("edit consumed more than the object holds")
+        view = memoryview(data)[consumed:]
+        try:
+            self.swap(name, bytes(head) + view, version)
+        finally:
+            view.release()
+        return True
 
     def __repr__(self) -> str:
         # The root names a bucket or a path: it must not reach the orchestrator through a log.

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar, cast
 
 from sealed_results.errors import ConfigError, IntegrityError, StorageError, StoreConflict
-from sealed_results.stores.base import Store
+from sealed_results.stores.base import HeadEdit, Store
 from sealed_results.stores.failures import MESSAGES, Failure, as_ours
 from sealed_results.stores.streams import GuardedStream
 
@@ -374,6 +374,83 @@ class LocalStore(Store):
         except Exception as exc:
             raise _ours(exc) from None
         return iter(names)
+
+    # -- rewriting an object's head (key rotation) ----------------------------------------------
+    def rewrite_head(self, name: str, edit: HeadEdit) -> bool:
+        """``Store.rewrite_head`` in bounded memory: the new head is written to a temporary
+        file, the rest of the object is copied after it by the kernel (``copy_file_range``,
+        a reflink where the filesystem shares blocks), the file is fsynced, and it replaces
+        the object under the swap lock only if the object is still the one that was read."""
+        tmp: str | None = None
+        try:
+            fd, _size = self._open_object(name)
+            try:
+                status = os.fstat(fd)
+                version = _version(status)
+                result = edit(cast(BinaryIO, io.BufferedReader(io.FileIO(fd, "rb", closefd=False))))
+                if result is None:
+                    return False
+                head, consumed = result
+                if not 0 <= consumed <= status.st_size:
+                    raise ValueError("edit consumed more than the object holds")
+                path = tmp = self._tmp_path(name)
+                out = self._in_root(lambda: _create_named(path))
+                try:
+                    _write_all(out, head)
+                    _copy_range(fd, consumed, status.st_size - consumed, out)
+                    now = time.time_ns()
+                    os.utime(out, ns=(now, now))
+                    os.fsync(out)
+                finally:
+                    os.close(out)
+            finally:
+                os.close(fd)
+            lock = self._lock(name)
+            try:
+                try:
+                    current: str | None = _version(os.lstat(self._path(name)))
+                except FileNotFoundError:
+                    current = None
+                if current != version:
+                    raise StoreConflict()
+                os.replace(path, self._path(name))
+                tmp = None
+            finally:
+                os.close(lock)
+            self._sync_root()
+            return True
+        except (StoreConflict, ValueError):
+            raise
+        except Exception as exc:
+            raise _ours(exc) from None
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+
+def _copy_range(source: int, offset: int, count: int, sink: int) -> None:
+    """Append ``count`` bytes of ``source`` from ``offset`` to ``sink``: in the kernel where it
+    can (``copy_file_range``), else through one 1 MiB buffer."""
+    copy = getattr(os, "copy_file_range", None)
+    while count > 0 and copy is not None:
+        try:
+            done = copy(source, sink, min(count, 1 << 30), offset)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            break
+        if done == 0:
+            raise StorageError(MESSAGES[Failure.TRANSIENT])  # the file shrank under us
+        offset += done
+        count -= done
+    while count > 0:
+        chunk = os.pread(source, min(count, 1 << 20), offset)
+        if not chunk:
+            raise StorageError(MESSAGES[Failure.TRANSIENT])
+        _write_all(sink, chunk)
+        offset += len(chunk)
+        count -= len(chunk)
 
 
 def _reader(fd: int) -> BinaryIO:
