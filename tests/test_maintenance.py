@@ -222,6 +222,13 @@ def test_gc_keeps_the_keyset_the_journal_and_everything_younger(
     assert not any(local_handler.exists(t) for t in old)
     assert (local_root / "keyset").exists() and (local_root / JOURNAL_NAME).exists()
     _read_all(_fresh(local_handler), {t: values[t] for t in tokens[3:]})
+    # A rotation keeps the local store's times (rewrite_head keeps the mtime): still old.
+    month_old = tokens[3:5]
+    for token in month_old:
+        name, _ = local_handler.locate_token(token)
+        os.utime(local_root / name, (month_ago, month_ago))
+    assert maintenance.rotate(local_handler, apply=True, settle=0).rewrapped == 5  # + keyset
+    assert maintenance.gc(local_handler, "7d").candidates == 2
     # Everything is younger than a year; nothing more goes.
     assert maintenance.gc(local_handler, "52w", apply=True).deleted == 0
 

@@ -9,8 +9,9 @@ Azure), ``info`` of a filesystem built from the store's public ``settings()`` pl
 environment (the SDK's default credential chain: secret storage options never appear in
 ``settings()``). Anything else: unknown (None).
 
-A time is the store's last-modified time: a rotation rewrites each object (a new key section),
-which makes that the rotation's time. See docs/maintenance.md ("gc and rotation").
+A time is the store's last-modified time. ``LocalStore.rewrite_head`` keeps it through a
+rotation (plus 1 ns); on S3, GCS and Azure a rotation rewrites each object, which makes it the
+rotation's time. See docs/maintenance.md ("gc and rotation").
 """
 
 from __future__ import annotations

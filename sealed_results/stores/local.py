@@ -380,7 +380,8 @@ class LocalStore(Store):
         """``Store.rewrite_head`` in bounded memory: the new head is written to a temporary
         file, the rest of the object is copied after it by the kernel (``copy_file_range``,
         a reflink where the filesystem shares blocks), the file is fsynced, and it replaces
-        the object under the swap lock only if the object is still the one that was read."""
+        the object under the swap lock only if the object is still the one that was read. The
+        new file keeps the object's modification time (plus 1 ns)."""
         tmp: str | None = None
         try:
             fd, _size = self._open_object(name)
@@ -398,8 +399,11 @@ class LocalStore(Store):
                 try:
                     _write_all(out, head)
                     _copy_range(fd, consumed, status.st_size - consumed, out)
-                    now = time.time_ns()
-                    os.utime(out, ns=(now, now))
+                    # The object's time, one nanosecond later: age-based cleanup (gc) still
+                    # counts from the write, and the version (inode, mtime, size) still
+                    # changes with every rewrite, so it never repeats.
+                    stamp = status.st_mtime_ns + 1
+                    os.utime(out, ns=(stamp, stamp))
                     os.fsync(out)
                 finally:
                     os.close(out)
