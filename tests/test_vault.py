@@ -551,3 +551,27 @@ def test_formatted_tracebacks_name_no_address_key_or_token(vault: Vault) -> None
         for secret in secrets:
             assert secret not in text, name
         assert info.value.__context__ is not None, name  # still there for local debugging
+
+
+def test_doctor_warns_when_the_key_type_cannot_be_checked(
+    vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sealed_results.cli.doctor import WARN, run_doctor
+
+    key = vault.key(key_type="aes256-gcm96")
+    monkeypatch.setenv("VAULT_TOKEN", vault.token_with(transit_policy(key, "encrypt", "decrypt")))
+    config = tmp_path / "sealed-results.toml"
+    config.write_text(
+        f"""
+[profiles.p]
+handler = "local"
+root = "{tmp_path / "results"}"
+keyprovider = "vault"
+keyprovider_options = {{ url = "{vault.url}", key = "{key}" }}
+"""
+    )
+    report = run_doctor("p", path=config)
+    assert report.ok and report.warnings == 1
+    [check] = [c for c in report.checks if c.step == "keyprovider"]
+    assert check.status == WARN and "grant read" in check.detail
+    assert key not in check.detail and vault.url not in check.detail
