@@ -53,6 +53,8 @@ _PROFILE_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "allow_pickle": ((bool,), False),
     "segment_size": ((int,), False),
     "cache": ((dict,), False),
+    "durable": ((bool,), False),
+    "seal_exceptions": ((bool,), False),
 }
 _CACHE_KEYS = {
     "max_age": _NUMBER,
@@ -275,6 +277,10 @@ class Profile:
     allow_pickle: bool = False
     segment_size: int | None = None
     cache: dict[str, Any] | None = None
+    # Local store: fsync every result write (docs/stores.md has the cost).
+    durable: bool | None = None
+    # Orchestrator adapters: seal failure messages of every run that uses this profile.
+    seal_exceptions: bool = False
     # Secret storage options written as "${VAR}": the handler reads VAR again wherever it is
     # unpickled, since pickles carry no secrets (docs/stores.md).
     credentials_from_env: dict[str, str] = field(default_factory=dict, repr=False)
@@ -284,6 +290,8 @@ class Profile:
         options: dict[str, Any] = {"root": self.root, "allow_pickle": self.allow_pickle}
         if self.segment_size is not None:
             options["segment_size"] = self.segment_size
+        if self.durable is not None:
+            options["durable"] = self.durable
         if self.storage_options:
             options["storage_options"] = self.storage_options
         if self.credentials_from_env:
@@ -357,6 +365,8 @@ def resolve_profile(
         serializer=raw.get("serializer", "msgpack"),
         allow_pickle=raw.get("allow_pickle", False),
         segment_size=raw.get("segment_size"),
+        durable=raw.get("durable"),
+        seal_exceptions=raw.get("seal_exceptions", False),
         cache=raw.get("cache"),
         credentials_from_env=references,
     )

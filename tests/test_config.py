@@ -483,3 +483,24 @@ def test_s3_profile_secrets_from_the_environment_survive_pickling(
         cwd=Path(__file__).parent.parent,
     )
     assert child.stdout.strip() == "ok", child.stderr[-2000:]
+
+
+def test_durable_and_seal_exceptions_settings(tmp_path: Path) -> None:
+    from sealed_results.config import resolve_profile
+    from sealed_results.keyproviders.local import create_keyring
+
+    create_keyring(tmp_path / "keys.json")
+    config = tmp_path / "sealed-results.toml"
+    config.write_text(
+        '[profiles.p]\nhandler = "local"\nroot = "./r"\nkeyprovider = "local"\n'
+        'keyprovider_options = { path = "keys.json" }\ndurable = true\nseal_exceptions = true\n'
+        '[profiles.s3]\nhandler = "s3"\nroot = "s3://b/p"\nkeyprovider = "local"\n'
+        'keyprovider_options = { path = "keys.json" }\ndurable = true\n'
+    )
+    profile = resolve_profile("p", path=config)
+    assert profile.durable is True and profile.seal_exceptions is True
+    handler = profile.build()
+    assert handler.store.settings()["durable"] is True
+    assert handler.read(handler.write("x")) == "x"
+    with pytest.raises(ConfigError, match="durable"):
+        resolve_profile("s3", path=config).build()  # only the local store takes it

@@ -274,6 +274,19 @@ def test_profile_wide_switch(server: PrefectServer, monkeypatch: pytest.MonkeyPa
         state.result()
 
 
+def test_profile_setting_seals_every_failure_of_the_profile(
+    server: PrefectServer, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same switch as a setting of the profile itself (seal_exceptions = true): every run
+    # that uses the profile seals its failure messages, with no environment variable.
+    sealing = config.with_name("sealing.toml")
+    sealing.write_text(config.read_text() + "seal_exceptions = true\n", encoding="utf-8")
+    monkeypatch.setenv("SEALED_RESULTS_CONFIG", str(sealing))
+    state = undecided_flow(return_state=True)
+    assert "visible-failure-message" not in state.message
+    assert "RuntimeError: [sealed message sealed::" in state.message
+
+
 def test_audit_finds_each_leak_and_nothing_in_the_sealed_flow(config: Path) -> None:
     leaky = audit_target(f"{SUPPORT}:leaky_flow")
     assert {f.kind for f in leaky} == support.LEAKY_KINDS

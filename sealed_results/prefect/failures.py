@@ -70,6 +70,14 @@ def _env_selects(profile: str | None) -> bool:
     return profile in names
 
 
+def _profile_selects(profile: str | None) -> bool:
+    """The profile's own ``seal_exceptions = true`` (profile-wide opt-in)."""
+    try:
+        return resolve_profile(profile).seal_exceptions
+    except SealedResultsError:
+        return False
+
+
 def exception_options(obj: Any, flow: Any = None) -> tuple[bool, str | None]:
     """(seal exceptions?, profile) for a task or flow ``obj``, inside ``flow`` if given: its own
     ``seal_exceptions`` choice, else the flow's, else ``SEALED_RESULTS_SEAL_EXCEPTIONS``."""
@@ -84,7 +92,7 @@ def exception_options(obj: Any, flow: Any = None) -> tuple[bool, str | None]:
             choice = serializer.seal_exceptions
             if choice is not None:
                 return choice, profile if sealed_any else serializer.profile
-    return (sealed_any and _env_selects(profile)), profile
+    return (sealed_any and (_env_selects(profile) or _profile_selects(profile))), profile
 
 
 def _current_options() -> tuple[bool, str | None]:
