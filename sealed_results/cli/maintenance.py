@@ -294,7 +294,8 @@ def add_parser(subparsers: Any) -> None:
         "--max-in-memory",
         type=_bytes,
         default=1 << 30,
-        help="skip objects larger than this (a rewrite holds one twice; default 1GiB)",
+        help="on stores that rewrite in memory (not local, S3): skip objects larger than this "
+        "(default 1GiB)",
     )
     p.add_argument(
         "--batch",
