@@ -328,3 +328,48 @@ def test_terminal_progress_draws_only_on_a_tty() -> None:
         progress("verify", 2, 2)
         progress.close()
     assert "verify: 2/2" in tty.getvalue() and pipe.getvalue() == ""
+
+
+# -- failures, retries, takeovers -----------------------------------------------------------------
+def test_a_failed_rewrap_keeps_the_rotation_open_and_a_rerun_finishes_it(
+    local_handler: LocalHandler, keyring_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = _fill(local_handler, 5)
+    materials = local_handler.materials
+    real = materials.rewrap_stanzas
+    calls = [0]
+
+    def flaky(key_id: bytes, stanzas: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyProviderError("the local key provider failed")
+        return real(key_id, stanzas)
+
+    monkeypatch.setattr(materials, "rewrap_stanzas", flaky)
+    first = maintenance.rotate(local_handler, apply=True, settle=0, workers=1)
+    assert first.state == "incomplete" and first.failed == 1 and first.exit_code == 1
+    assert first.failures[0]["error"] == "KeyProviderError"
+    assert first.token_key_added  # once per rotation, even when the pass must be retried
+    again = maintenance.rotate(local_handler, apply=True, settle=0)
+    assert again.state == "done" and again.resumed and again.exit_code == 0
+    assert again.providers_rotated == [] and not again.token_key_added
+    assert again.rewrapped == 1 and again.already_current == len(values)
+    assert LocalKeyring(keyring_path).describe()["versions"] == [1, 2]
+    assert maintenance.inventory(local_handler).token_keys == 2
+
+
+def test_a_second_run_takes_the_journal_over_and_the_first_stops(
+    local_handler: LocalHandler,
+) -> None:
+    from sealed_results.maintenance import RotationTakenOver
+    from sealed_results.maintenance._journal import claim_journal, load_journal, save_journal
+
+    _fill(local_handler, 2)
+    first = claim_journal(local_handler, "run-a", lambda current: maintenance.Journal())
+    second = claim_journal(local_handler, "run-b", lambda current: current or first)
+    assert second.run == first.run and second.owner == "run-b"
+    with pytest.raises(RotationTakenOver):
+        save_journal(local_handler, first)
+    save_journal(local_handler, second)
+    stored, _ = load_journal(local_handler)
+    assert stored is not None and stored.owner == "run-b"

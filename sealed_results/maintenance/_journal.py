@@ -5,11 +5,13 @@ the job without a second key-encryption-key version and without a second token k
 
     state      "key"      rotating providers; ``before`` holds each provider's version marker
                           (current version, or KMS rotation count) read before any rotated, and
-                          ``rotated`` which of them this run has seen rotate
+                          ``rotated`` which of them this rotation has seen rotate
                "rewrap"   rewrapping stored objects in name order; ``cursor`` is the last name
                           of the last finished batch (everything up to it is done); ``targets``
-                          the versions each kind rewraps to
-               "token"    adding a token key; ``token_keys_before`` tells whether it happened
+                          the versions each kind rewraps to. After the first pass the new token
+                          key is added (``token_keys_before``, saved first, tells a restart
+                          whether that happened); a pass with failures another try may cure
+                          starts over (cursor reset) on the next run
                "done"     finished; the next ``rotate --apply`` starts a new rotation
 
 It is an ordinary v1 blob (object id ``sealed-results:r``, JSON payload) sealed by the profile's
