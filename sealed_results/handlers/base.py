@@ -208,9 +208,7 @@ class ResultHandler(Rebuildable):
         if codec is None or time.monotonic() - self._loaded_at > self.TOKEN_KEYS_MAX_AGE:
             with self._lock:
                 if self._codec is codec:
-                    keys = (
-                        self._keyset.load_or_create() if codec is None else self._keyset_now()
-                    )
+                    keys = self._keyset.load_or_create() if codec is None else self._keyset_now()
                     self._set_keys(keys)
                 codec = self._codec
         assert codec is not None
@@ -510,6 +508,7 @@ class ResultHandler(Rebuildable):
         the store keeps the rest (LocalStore: a kernel copy; S3Store: a server-side copy for
         large objects), so memory stays bounded whatever the object's size."""
         for _ in range(self.REWRAP_ATTEMPTS):
+
             def edit(source: BinaryIO) -> tuple[bytes, int] | None:
                 header = read_header(source)
                 if not hmac.compare_digest(header.object_id, object_id):
