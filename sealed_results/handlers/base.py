@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar
 
 from sealed_results.errors import (
@@ -25,7 +24,6 @@ from sealed_results.errors import (
     ResultNotFound,
     SerializationError,
     StorageError,
-    StoreConflict,
     UnsupportedVersion,
 )
 from sealed_results.format import (
@@ -39,7 +37,6 @@ from sealed_results.format import (
     BlobWriter,
     SegmentCipher,
     TokenCodec,
-    encode_stanzas,
     open_descriptor,
     open_segments,
     read_exact,
@@ -47,7 +44,14 @@ from sealed_results.format import (
     seal_descriptor,
     seal_segments,
 )
-from sealed_results.handlers.keyset import KEYSET_NAME, KEYSET_OBJECT_ID, Keyset
+from sealed_results.handlers.keyset import KEYSET_NAME, Keyset
+from sealed_results.handlers.objects import (
+    ObjectCheck,
+    StoredObjects,
+    is_object_name,
+    object_id_of,
+    object_name,
+)
 from sealed_results.keyproviders.base import KeyProvider
 from sealed_results.keyproviders.materials import KeyMaterials, as_materials
 from sealed_results.pickling import Rebuildable
@@ -68,15 +72,7 @@ _SMALL_PAYLOAD = 1 << MIN_SEGMENT_LOG2
 DEFAULT_MAX_RESULT_SIZE = 1 << 34
 
 
-def object_name(object_id: bytes) -> str:
-    return object_id.hex()
-
-
-def is_object_name(name: str) -> bool:
-    return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
-
-
-class ResultHandler(Rebuildable):
+class ResultHandler(StoredObjects, Rebuildable):
     """Encrypts results into a store and hands out opaque tokens.
 
     ``write(value) -> token`` and ``read(token) -> value``; ``write_stream``/``open`` for large
@@ -151,41 +147,7 @@ class ResultHandler(Rebuildable):
         """The same as ``materials`` (``.providers()`` lists the concrete key providers)."""
         return self._materials
 
-    # -- inventory and key maintenance (public: doctor and maintenance use these) -------------
-    def list_objects(self) -> Iterator[str]:
-        """Names of the stored results under the root (the keyset and temporary files are not
-        listed). A name is an opaque reference: it says nothing of the value or the task."""
-        return (name for name in self._store.list() if is_object_name(name))
-
-    def read_header(self, name: str) -> BlobHeader:
-        """The header of stored object ``name`` (a result or ``keyset``), without reading its
-        payload or asking a key provider. IntegrityError if it is not a blob of that name."""
-        source = self._store.open(name)
-        try:
-            header = read_header(source)
-        finally:
-            source.close()
-        if header.object_id != _object_id_of(name):
-            raise IntegrityError()
-        return header
-
-    def rewrap(self, name: str) -> bool:
-        """Rewrap the data key of stored object ``name`` under each provider's newest key
-        version, replacing only the key section, atomically (the rotation primitive). Payload
-        bytes, the object's name and every token stay as they are. False when nothing
-        changed (already current)."""
-        blob = self._store.get(name)
-        source = io.BytesIO(blob)
-        header = read_header(source)
-        if header.object_id != _object_id_of(name):
-            raise IntegrityError()
-        stanzas = self._materials.rewrap_stanzas(header.key_id, header.stanzas)
-        if stanzas == header.stanzas:
-            return False
-        rest = memoryview(blob)[source.tell() :]
-        self._store.replace(name, header.fixed + encode_stanzas(stanzas) + rest)
-        return True
-
+    # -- tokens ------------------------------------------------------------------------------
     def keyset_exists(self) -> bool:
         """Whether the root holds a token keyset yet (one is made on first write)."""
         return self._keyset.exists()
@@ -194,7 +156,6 @@ class ResultHandler(Rebuildable):
         """Load (or, in an empty root, create) the token keyset; the number of token keys."""
         return self._tokens().key_count
 
-    # -- tokens ------------------------------------------------------------------------------
     # Token keys are cached per process. A token that no cached key opens makes the process
     # reload the keyset once (another process may have rotated), at most once per
     # RELOAD_INTERVAL so garbage tokens cannot make a reader hammer the store; and keys older
@@ -326,12 +287,12 @@ class ResultHandler(Rebuildable):
         name: copied or moved to another name it does not open. Without ``overwrite`` an
         existing object is refused (StorageError); with it, replaced atomically (whole in
         memory)."""
-        self._seal_value(_object_id_of(name), value, overwrite=overwrite)
+        self._seal_value(object_id_of(name), value, overwrite=overwrite)
 
     def read_at(self, name: str) -> Any:
         """The value stored under ``name`` by ``write_at``; verified in full before anything
         is deserialized. ResultNotFound when there is none."""
-        object_id = _object_id_of(name)
+        object_id = object_id_of(name)
         return self._read_object(object_id, None)
 
     def write_stream(self, fileobj: BinaryIO) -> str:
@@ -427,175 +388,9 @@ class ResultHandler(Rebuildable):
             "max_result_size": self._max_result_size,
         }
 
-    # -- maintenance primitives ------------------------------------------------------------------
-    # Public building blocks of ``sealed_results.maintenance`` (rotate, verify, inspect). Each
-    # takes a stored object by name: an opaque reference (random hex, or ``keyset``) that says
-    # nothing of the value, which is what maintenance reports print. None returns plaintext.
-    REWRAP_ATTEMPTS: ClassVar[int] = 8
-
-    def locate_token(self, token: str) -> tuple[str, bytes]:
-        """The name of the stored object a token names and the key commitment it pins (the
-        token is authenticated; the store is not asked). IntegrityError for a token that no
-        token key of this root opens."""
-        object_id, commitment = self._locate(token)
-        return object_name(object_id), commitment
-
-    def rewrap_object(
-        self,
-        name: str,
-        *,
-        needs_rewrap: Callable[[BlobHeader], bool] | None = None,
-        max_size: int | None = None,
-        header_first: bool = True,
-    ) -> str:
-        """Rewrap the data key of object ``name`` under each provider's newest key version by a
-        compare-and-swap: only the key section changes (payload bytes, commitment, name and
-        every token stay), and the new object replaces the old one only if nobody changed or
-        deleted it meanwhile; otherwise it is read again. Stores with ``rewrite_head`` of their
-        own (local, S3) keep the payload where it is (a kernel or server-side copy): bounded
-        memory. Others are read whole and swapped whole: objects over ``max_size`` bytes are
-        then left alone (``"too-large"``).
-
-        ``needs_rewrap(header)`` False: ``"current"`` with no provider call (with
-        ``header_first``, on the in-memory path, only the header is read for that). Returns
-        ``"rewrapped"``, ``"current"`` (nothing changed), ``"gone"`` (deleted meanwhile) or
-        ``"too-large"``."""
-        if needs_rewrap is not None and header_first:
-            try:
-                header = self.read_header(name)
-            except ResultNotFound:
-                return "gone"
-            if not needs_rewrap(header):
-                return "current"
-        object_id = _object_id_of(name)
-        if type(self._store).rewrite_head is not Store.rewrite_head:
-            return self._rewrap_streaming(name, object_id, needs_rewrap)
-        for _ in range(self.REWRAP_ATTEMPTS):
-            try:
-                blob, version = self._store.get_versioned(name, max_size=max_size)
-            except ResultNotFound:
-                return "gone"
-            except IntegrityError:
-                if max_size is None:
-                    raise
-                return "too-large"  # the header read above was fine: the store refused the size
-            source = io.BytesIO(blob)
-            header = read_header(source)
-            if not hmac.compare_digest(header.object_id, object_id):
-                raise IntegrityError()
-            if needs_rewrap is not None and not needs_rewrap(header):
-                return "current"
-            stanzas = self._materials.rewrap_stanzas(header.key_id, header.stanzas)
-            if stanzas == header.stanzas:
-                return "current"
-            rest = memoryview(blob)[source.tell() :]
-            try:
-                self._store.swap(name, header.fixed + encode_stanzas(stanzas) + rest, version)
-            except StoreConflict:
-                continue  # written or deleted meanwhile: look again
-            finally:
-                rest.release()
-            return "rewrapped"
-        raise StoreConflict("the object kept changing during its rewrap; run it again")
-
-    def _rewrap_streaming(
-        self,
-        name: str,
-        object_id: bytes,
-        needs_rewrap: Callable[[BlobHeader], bool] | None,
-    ) -> str:
-        """``rewrap_object`` through ``Store.rewrite_head``: only the header is read here, and
-        the store keeps the rest (LocalStore: a kernel copy; S3Store: a server-side copy for
-        large objects), so memory stays bounded whatever the object's size."""
-        for _ in range(self.REWRAP_ATTEMPTS):
-
-            def edit(source: BinaryIO) -> tuple[bytes, int] | None:
-                header = read_header(source)
-                if not hmac.compare_digest(header.object_id, object_id):
-                    raise IntegrityError()
-                if needs_rewrap is not None and not needs_rewrap(header):
-                    return None
-                stanzas = self._materials.rewrap_stanzas(header.key_id, header.stanzas)
-                if stanzas == header.stanzas:
-                    return None
-                return header.fixed + encode_stanzas(stanzas), len(header.encode())
-
-            try:
-                changed = self._store.rewrite_head(name, edit)
-            except ResultNotFound:
-                return "gone"
-            except StoreConflict:
-                continue  # written or deleted meanwhile: look again
-            return "rewrapped" if changed else "current"
-        raise StoreConflict("the object kept changing during its rewrap; run it again")
-
-    def check_object(self, name: str) -> ObjectCheck:
-        """Authenticate every byte of object ``name`` in one streaming pass (bounded memory:
-        one segment at a time) and describe it: its header, serializer, stored and payload
-        sizes. IntegrityError for any tampering or truncation, KeyProviderError when no
-        provider opens its data key, ResultNotFound when it is gone. Plaintext is discarded."""
-        counter = _CountingSource(self._store.open(name))
-        try:
-            header = read_header(counter)
-            if not hmac.compare_digest(header.object_id, _object_id_of(name)):
-                raise IntegrityError()
-            data_key = self._materials.open_data_key(header.key_id, header.stanzas)
-            cipher = header.cipher(header.payload_key(data_key))
-            serializer = open_descriptor(cipher, read_exact(counter, DESCRIPTOR_SIZE))
-            reader = BlobReader(counter, cipher)
-            buffer = bytearray(header.segment_size)
-            payload = 0
-            while n := reader.readinto(buffer):
-                payload += n
-        finally:
-            counter.close()
-        return ObjectCheck(header, serializer, counter.count, payload)
-
     def __repr__(self) -> str:
         # The root names a bucket or a path: it must not reach the orchestrator through a log.
         return f"<{type(self).__name__}>"
-
-
-@dataclass(frozen=True)
-class ObjectCheck:
-    """What ``check_object`` found: the header (key stanzas), the serializer's name, and the
-    stored and payload sizes in bytes. Holds no key and no plaintext."""
-
-    header: BlobHeader = field(repr=False)
-    serializer: str
-    stored_size: int
-    payload_size: int
-
-
-class _CountingSource:
-    """A store stream that counts the bytes read through it (for ``check_object``)."""
-
-    def __init__(self, source: BinaryIO) -> None:
-        self._source = source
-        self.count = 0
-        if hasattr(source, "readinto"):
-            self.readinto = self._readinto
-
-    def read(self, n: int = -1, /) -> bytes:
-        data = self._source.read(n)
-        self.count += len(data)
-        return data
-
-    def _readinto(self, buffer: Any) -> int:
-        n = int(self._source.readinto(buffer) or 0)  # type: ignore[attr-defined]
-        self.count += n
-        return n
-
-    def close(self) -> None:
-        self._source.close()
-
-
-def _object_id_of(name: str) -> bytes:
-    if name == KEYSET_NAME:
-        return KEYSET_OBJECT_ID
-    if not is_object_name(name):
-        raise IntegrityError()
-    return bytes.fromhex(name)
 
 
 def _overwrite() -> StorageError:
