@@ -47,12 +47,10 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import os
-import struct
 import uuid
 import zoneinfo
 from collections.abc import Callable
-from pathlib import PosixPath, PurePath, PurePosixPath, PureWindowsPath, WindowsPath
+from pathlib import PurePath
 from typing import Any
 
 import msgpack
@@ -68,33 +66,35 @@ from sealed_results.serializers.base import (
     too_deep,
     type_name,
 )
+from sealed_results.serializers.msgpack_codes import (
+    BIGINT,
+    BYTEARRAY,
+    COMPLEX,
+    COMPLEX_STRUCT,
+    DATE,
+    DATETIME,
+    DECIMAL,
+    FROZENSET,
+    INT_MAX,
+    INT_MIN,
+    NATIVE_LEAVES,
+    PATH,
+    PATH_KINDS,
+    SET,
+    TIME,
+    TIMEDELTA,
+    TUPLE,
+    UUID,
+)
+from sealed_results.serializers.msgpack_read import Reader
 
 __all__ = ["MALFORMED", "MsgpackSerializer"]
 
 MALFORMED = "the payload is not valid msgpack for this format"
 
-_BIGINT, _TUPLE, _SET, _FROZENSET, _BYTEARRAY, _COMPLEX = 1, 2, 3, 4, 5, 6
-_DATETIME, _DATE, _TIME, _TIMEDELTA, _DECIMAL, _UUID, _PATH = 7, 8, 9, 10, 11, 12, 13
-
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-_COMPLEX_STRUCT = struct.Struct("<dd")
-_PathTypes = tuple[type[PurePath], ...]
-_PATH_KINDS: _PathTypes = (PurePosixPath, PureWindowsPath, PosixPath, WindowsPath)
-# A concrete path of the other OS cannot be instantiated here; its pure twin keeps the text.
-_PATH_DECODE: _PathTypes = (PurePosixPath, PureWindowsPath, PosixPath, PureWindowsPath)
-if os.name == "nt":
-    _PATH_DECODE = (PurePosixPath, PureWindowsPath, PurePosixPath, WindowsPath)
-
 # Zero-copy bytes: below this a packed copy is cheaper than the extra bookkeeping.
 _ZERO_COPY_MIN = 1 << 16
 _BIN_WIDTHS = {0xC4: 1, 0xC5: 2, 0xC6: 4}  # msgpack bin 8/16/32: tag byte, then a length
-
-# Types the packer takes as they are, exactly as _to_native would leave them, and the only
-# leaves the unpacker makes: a list or dict holding only these needs no rebuilt copy and no
-# depth walk. (An int out of range reaches _backstop, which makes the same extension value
-# _to_native would.) Checked with map(type, ...) at C speed.
-_NATIVE_LEAVES = frozenset({str, float, bool, bytes, int, type(None)})
-
 
 # -- writing ---------------------------------------------------------------------------------
 
@@ -103,7 +103,7 @@ def _pack(native: Any) -> bytes:
     # strict_types: a subclass (IntEnum, a str subclass, OrderedDict...) must not pass as its
     # base type and lose its identity silently; everything reaching the packer is already
     # native, so ``default`` only fires for an int out of msgpack's range (which _to_native
-    # may leave in place, see _NATIVE_LEAVES) or what _to_native let through by mistake.
+    # may leave in place, see NATIVE_LEAVES) or what _to_native let through by mistake.
     packer = msgpack.Packer(strict_types=True, datetime=False, default=_backstop)
     packed: bytes = packer.pack(native)
     return packed
@@ -137,45 +137,45 @@ def _ext(code: int, native: Any) -> msgpack.ExtType:
 
 
 def _bigint(value: int) -> msgpack.ExtType:
-    return msgpack.ExtType(_BIGINT, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+    return msgpack.ExtType(BIGINT, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
 
 
 def _datetime(value: dt.datetime) -> msgpack.ExtType:
     fields = [value.year, value.month, value.day, value.hour, value.minute, value.second]
     tz = _tz_to_native(value.tzinfo, value)
-    return _ext(_DATETIME, [*fields, value.microsecond, value.fold, tz])
+    return _ext(DATETIME, [*fields, value.microsecond, value.fold, tz])
 
 
 def _time(value: dt.time) -> msgpack.ExtType:
     tz = _tz_to_native(value.tzinfo, value)
     fields = [value.hour, value.minute, value.second, value.microsecond, value.fold, tz]
-    return _ext(_TIME, fields)
+    return _ext(TIME, fields)
 
 
 def _path(value: PurePath) -> msgpack.ExtType:
-    return _ext(_PATH, [_PATH_KINDS.index(type(value)), str(value)])
+    return _ext(PATH, [PATH_KINDS.index(type(value)), str(value)])
 
 
 # Values that are one extension value each and do not nest (no depth of their own).
 _SCALAR_ENCODERS: dict[type, Callable[[Any], msgpack.ExtType]] = {
-    bytearray: lambda v: msgpack.ExtType(_BYTEARRAY, bytes(v)),
-    complex: lambda v: msgpack.ExtType(_COMPLEX, _COMPLEX_STRUCT.pack(v.real, v.imag)),
+    bytearray: lambda v: msgpack.ExtType(BYTEARRAY, bytes(v)),
+    complex: lambda v: msgpack.ExtType(COMPLEX, COMPLEX_STRUCT.pack(v.real, v.imag)),
     dt.datetime: _datetime,
-    dt.date: lambda v: _ext(_DATE, [v.year, v.month, v.day]),
+    dt.date: lambda v: _ext(DATE, [v.year, v.month, v.day]),
     dt.time: _time,
-    dt.timedelta: lambda v: _ext(_TIMEDELTA, [v.days, v.seconds, v.microseconds]),
-    decimal.Decimal: lambda v: msgpack.ExtType(_DECIMAL, str(v).encode("ascii")),
-    uuid.UUID: lambda v: msgpack.ExtType(_UUID, v.bytes),
-    **dict.fromkeys(_PATH_KINDS, _path),
+    dt.timedelta: lambda v: _ext(TIMEDELTA, [v.days, v.seconds, v.microseconds]),
+    decimal.Decimal: lambda v: msgpack.ExtType(DECIMAL, str(v).encode("ascii")),
+    uuid.UUID: lambda v: msgpack.ExtType(UUID, v.bytes),
+    **dict.fromkeys(PATH_KINDS, _path),
 }
-_COLLECTION_CODES: dict[type, int] = {tuple: _TUPLE, set: _SET, frozenset: _FROZENSET}
+_COLLECTION_CODES: dict[type, int] = {tuple: TUPLE, set: SET, frozenset: FROZENSET}
 
 
 def _items(values: Any, room: int) -> list[Any]:
     items = list(values)
-    if _NATIVE_LEAVES.issuperset(map(type, items)):
+    if NATIVE_LEAVES.issuperset(map(type, items)):
         return items
-    return [item if type(item) in _NATIVE_LEAVES else _to_native(item, room) for item in items]
+    return [item if type(item) in NATIVE_LEAVES else _to_native(item, room) for item in items]
 
 
 def _to_native(value: Any, room: int) -> Any:
@@ -189,15 +189,15 @@ def _to_native(value: Any, room: int) -> Any:
     if cls is str or cls is float or cls is bool or cls is bytes or value is None:
         return value
     if cls is int:
-        return value if _INT_MIN <= value <= _INT_MAX else _bigint(value)
+        return value if INT_MIN <= value <= INT_MAX else _bigint(value)
     if cls is list or cls is dict or cls in _COLLECTION_CODES:
         if room == 0:  # a self-reference ends here too, instead of in a RecursionError
             raise too_deep("msgpack", reading=False)
         if cls is list:
-            return value if _NATIVE_LEAVES.issuperset(map(type, value)) else _items(value, room - 1)
+            return value if NATIVE_LEAVES.issuperset(map(type, value)) else _items(value, room - 1)
         if cls is dict:
-            if _NATIVE_LEAVES.issuperset(map(type, value)):  # the usual case: str keys
-                if _NATIVE_LEAVES.issuperset(map(type, value.values())):
+            if NATIVE_LEAVES.issuperset(map(type, value)):  # the usual case: str keys
+                if NATIVE_LEAVES.issuperset(map(type, value.values())):
                     return value
                 return dict(zip(value, _items(value.values(), room - 1), strict=True))
             return {
@@ -220,176 +220,6 @@ def _encode_failure(exc: Exception, value: Any) -> str:
     if isinstance(exc, ValueError):  # the packer's own limits
         return "msgpack cannot encode parts of 4 GiB or more"
     return f"msgpack failed to encode a value of type {type_name(value)!r}"
-
-
-# -- reading ---------------------------------------------------------------------------------
-
-
-def _tz_from_native(spec: Any) -> dt.tzinfo | None:
-    if spec is None:
-        return None
-    if spec[0] == 0:
-        offset = dt.timedelta(microseconds=spec[1])
-        return dt.timezone(offset) if spec[2] is None else dt.timezone(offset, spec[2])
-    if spec[0] == 1:
-        return zoneinfo.ZoneInfo(spec[1])
-    raise ValueError("unknown tz kind")
-
-
-def _decode_datetime(plain: Any) -> dt.datetime:
-    year, month, day, hour, minute, second, microsecond, fold, tz = plain
-    tzinfo = _tz_from_native(tz)
-    return dt.datetime(year, month, day, hour, minute, second, microsecond, tzinfo, fold=fold)
-
-
-def _decode_time(plain: Any) -> dt.time:
-    hour, minute, second, microsecond, fold, tz = plain
-    return dt.time(hour, minute, second, microsecond, _tz_from_native(tz), fold=fold)
-
-
-def _decode_path(plain: Any) -> PurePath:
-    kind, text = plain
-    if type(kind) is not int or not 0 <= kind < len(_PATH_DECODE) or type(text) is not str:
-        raise TypeError("malformed path")
-    return _PATH_DECODE[kind](text)
-
-
-def _decode_decimal(data: bytes) -> decimal.Decimal:
-    # Decimal() parses surrounding whitespace and underscores too; our writer never emits them.
-    if not data.isascii() or data != data.strip() or b"_" in data:
-        raise ValueError("malformed decimal")
-    return decimal.Decimal(data.decode("ascii"))
-
-
-# Extension payloads that are raw bytes, not msgpack.
-_RAW_DECODERS: dict[int, Callable[[bytes], Any]] = {
-    _BIGINT: lambda d: int.from_bytes(d, "big", signed=True),
-    _BYTEARRAY: bytearray,
-    _COMPLEX: lambda d: complex(*_COMPLEX_STRUCT.unpack(d)),
-    _DECIMAL: _decode_decimal,
-    _UUID: lambda d: uuid.UUID(bytes=d),
-}
-# Extension payloads that are msgpack holding no extension values: decoding one cannot recurse.
-_LEAF_DECODERS: dict[int, Callable[[Any], Any]] = {
-    _DATETIME: _decode_datetime,
-    _DATE: lambda p: dt.date(*p),
-    _TIME: _decode_time,
-    _TIMEDELTA: lambda p: dt.timedelta(*p),
-    _PATH: _decode_path,
-    msgpack_ext.NDARRAY: lambda p: msgpack_ext.decode(msgpack_ext.NDARRAY, p),
-    msgpack_ext.SCALAR: lambda p: msgpack_ext.decode(msgpack_ext.SCALAR, p),
-}
-
-
-# Extension payloads that may hold any values, extension values included.
-def _pandas_decoder(code: int) -> Callable[[Any], Any]:
-    return lambda plain: msgpack_ext.decode(code, plain)
-
-
-_CONTAINER_DECODERS: dict[int, Callable[[Any], Any]] = {
-    _TUPLE: tuple,
-    _SET: set,
-    _FROZENSET: frozenset,
-    **{
-        code: _pandas_decoder(code)
-        for code in msgpack_ext.CODES - {msgpack_ext.NDARRAY, msgpack_ext.SCALAR}
-    },
-}
-# Codes whose values count as levels, exactly as _to_native counts them when writing.
-_COUNTED = frozenset({*_CONTAINER_DECODERS, *msgpack_ext.CODES})
-_POOLED_MAX = 1 << 20  # an unpacker that held a larger payload is dropped, freeing its buffer
-
-
-def _no_extensions(code: int, data: bytes) -> Any:
-    raise ValueError("an extension value where none belongs")
-
-
-class _Reader:
-    """The state of one ``loads``: nesting so far, the depth of each value built from an
-    extension, and unpackers to reuse (one per nesting level in use)."""
-
-    __slots__ = ("free", "kept", "nesting")
-
-    def __init__(self) -> None:
-        self.nesting = 0
-        # id -> (levels, value): the value is held so its id cannot be reused meanwhile.
-        self.kept: dict[int, tuple[int, Any]] = {}
-        self.free: list[msgpack.Unpacker] = []
-
-    def height(self, value: Any, room: int = MAX_DEPTH) -> int:
-        """How many levels ``value`` nests; too_deep as soon as it exceeds ``room``."""
-        cls = type(value)
-        if cls is list or cls is dict:
-            if room == 0:
-                raise too_deep("msgpack", reading=True)
-            items: Any = value
-            if cls is dict:
-                if _NATIVE_LEAVES.issuperset(map(type, value)):
-                    items = value.values()
-                else:
-                    items = [*value, *value.values()]
-            if _NATIVE_LEAVES.issuperset(map(type, items)):
-                return 1
-            return 1 + max(self.height(item, room - 1) for item in items)
-        kept = self.kept.get(id(value))
-        if kept is None:
-            return 0
-        if kept[0] > room:
-            raise too_deep("msgpack", reading=True)
-        return kept[0]
-
-    def ext_hook(self, code: int, data: bytes) -> Any:
-        raw = _RAW_DECODERS.get(code)
-        if raw is not None:
-            return raw(data)
-        leaf = _LEAF_DECODERS.get(code)
-        if leaf is not None:
-            # unpackb's context lives on the C stack, but here it cannot nest any further.
-            plain = msgpack.unpackb(data, strict_map_key=False, ext_hook=_no_extensions, raw=False)
-            if code not in _COUNTED:  # datetime & co: scalar fields, refused if anything else
-                return leaf(plain)
-            return self._keep(code, self.height(plain), leaf(plain))
-        container = _CONTAINER_DECODERS.get(code)
-        if container is None:
-            raise SerializationError(
-                "the msgpack payload uses an extension type this release does not know "
-                "(written by a newer sealed-results?)"
-            )
-        plain = self._nested(data)
-        levels = self.height(plain)  # before set() hashes items that might nest too deeply
-        return self._keep(code, levels, container(plain))
-
-    def _keep(self, code: int, levels: int, value: Any) -> Any:
-        if code in _COUNTED:
-            self.kept[id(value)] = (levels, value)
-        return value
-
-    def _nested(self, data: bytes) -> Any:
-        self.nesting += 1
-        try:
-            if self.nesting > MAX_DEPTH:  # each nesting is a counted level of the value
-                raise too_deep("msgpack", reading=True)
-            if self.free:
-                unpacker = self.free.pop()
-            else:
-                unpacker = msgpack.Unpacker(
-                    ext_hook=self.ext_hook, strict_map_key=False, raw=False, max_buffer_size=0
-                )
-            start = unpacker.tell()
-            unpacker.feed(data)
-            plain = unpacker.unpack()
-            if unpacker.tell() - start != len(data):
-                raise ValueError("trailing data")
-            # Only a cleanly finished unpacker is reused: a failed one may hold leftovers.
-            if len(data) <= _POOLED_MAX:
-                self.free.append(unpacker)
-            return plain
-        finally:
-            self.nesting -= 1
-
-    def close(self) -> None:
-        self.free.clear()  # the unpackers refer back to ext_hook: break the cycle now
-        self.kept.clear()
 
 
 def _bin_header_size(head: bytes | memoryview, size: int) -> int:
@@ -428,7 +258,7 @@ class MsgpackSerializer(Serializer):
             raise SerializationError(_encode_failure(exc, value)) from exc
 
     def loads(self, data: BytesLike) -> Any:
-        reader = _Reader()
+        reader = Reader()
         try:
             value = msgpack.unpackb(data, strict_map_key=False, ext_hook=reader.ext_hook, raw=False)
             reader.height(value)
