@@ -14,9 +14,12 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,7 +31,7 @@ from sealed_results.errors import (
     StorageError,
 )
 from sealed_results.retry import RetryPolicy
-from sealed_results.stores import LocalStore, MemoryStore, Store
+from sealed_results.stores import LocalStore, MemoryStore, Store, _localfs
 from sealed_results.testing.stores import (
     StoreSuite,
     append_under_cas,
@@ -165,7 +168,7 @@ def local(tmp_path: Path) -> tuple[LocalStore, Path]:
 
 
 def _refused_everywhere(store: LocalStore, name: str) -> None:
-    for operation in (store.get, store.open, store.fetch, store.exists):
+    for operation in (store.get, store.open, store.fetch, store.exists, store.info):
         with pytest.raises(StorageError, match="not a regular file") as error:
             operation(name)  # type: ignore[operator]
         assert_names_nothing(error.value, [name, store.settings()["root"]])
@@ -237,6 +240,92 @@ def test_list_skips_temporary_files(local: tuple[LocalStore, Path]) -> None:
     store, root = local
     (root / ".tmp-abc-123456").write_bytes(b"left by a crash")
     assert list(store.list()) == ["real"]
+
+
+def test_local_info_is_the_files_size_and_mtime(local: tuple[LocalStore, Path]) -> None:
+    store, root = local
+    os.utime(root / "real", (1_700_000_000.25, 1_700_000_000.25))
+    info = store.info("real")
+    assert info.size == len(b"a real object")
+    assert info.modified == datetime(2023, 11, 14, 22, 13, 20, 250000, tzinfo=UTC)
+
+
+def _clock_ahead(monkeypatch: pytest.MonkeyPatch, seconds: float) -> float:
+    """Move the sweep's clock ``seconds`` ahead (a file's ctime cannot be set back); the
+    moved "now"."""
+    now = time.time() + seconds
+    monkeypatch.setattr(_localfs, "time", SimpleNamespace(time=lambda: now))
+    return now
+
+
+def test_local_sweep_removes_old_litter_and_nothing_else(
+    local: tuple[LocalStore, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, root = local
+    store.replace("keyset", b"k")
+    day_ago = time.time() - 86400
+    for name in ("real", "keyset", ".tmp-old-0123456789ab", ".lock-old", ".tmp-held"):
+        (root / name).touch()
+        os.utime(root / name, (day_ago, day_ago))
+    (root / ".tmp-dir").mkdir()
+    os.symlink(root / "real", root / ".tmp-link")
+    now = _clock_ahead(monkeypatch, 2 * 3600)
+    (root / ".tmp-fresh").touch()
+    os.utime(root / ".tmp-fresh", (now - 60, now - 60))  # changed a minute before "now"
+    assert store.sweep(3 * 3600) == 0  # younger than the bound: all kept
+    held = _localfs.lock_file(str(root / ".lock-held"))
+    os.utime(root / ".lock-held", (day_ago, day_ago))
+    try:
+        assert store.sweep(3600) == 3  # .tmp-old, .lock-old, .tmp-held
+    finally:
+        os.close(held)
+    assert sorted(os.listdir(root)) == [
+        ".lock-held",
+        ".tmp-dir",
+        ".tmp-fresh",
+        ".tmp-link",
+        "keyset",
+        "real",
+    ]
+    assert store.get("real") == b"a real object" and store.get("keyset") == b"k"
+    assert store.sweep(3600) == 1  # the lock file, once nobody holds it
+    assert LocalStore(root / "never-written").sweep(0) == 0
+    with pytest.raises(ValueError):
+        store.sweep(-1)
+
+
+def test_a_swept_lock_file_never_lets_two_swaps_in(tmp_path: Path) -> None:
+    # A locker that waited on a lock file removed under it (by a sweep) must not go ahead on
+    # the removed inode while another locker holds the new file.
+    path = str(tmp_path / ".lock-k")
+    first = _localfs.lock_file(path)
+    got: list[int] = []
+    waiter = threading.Thread(target=lambda: got.append(_localfs.lock_file(path)))
+    waiter.start()
+    time.sleep(0.2)  # the waiter opened the file and waits in flock
+    os.unlink(path)  # as sweep_litter does, under the lock
+    os.close(first)
+    waiter.join(5)
+    assert got, "the waiter never got the lock"
+    try:
+        assert os.fstat(got[0]).st_ino == os.lstat(path).st_ino  # it locked the named file
+    finally:
+        os.close(got[0])
+
+
+def test_local_store_with_lock_files_sweeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalStore(tmp_path / "root")
+    store._lock_files = True
+    store.swap("keyset", b"1", None)
+    assert sorted(os.listdir(tmp_path / "root")) == [".lock-keyset", "keyset"]
+    _clock_ahead(monkeypatch, 7200)
+    assert store.sweep(3600) == 1
+    assert os.listdir(tmp_path / "root") == ["keyset"]
+    _, version = store.get_versioned("keyset")
+    store.swap("keyset", b"2", version)  # the lock file comes back
+    assert store.get("keyset") == b"2"
 
 
 def test_root_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

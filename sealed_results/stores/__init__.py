@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sealed_results._lazy import lazy_module_getattr
-from sealed_results.stores.base import Store
+from sealed_results.stores.base import ObjectInfo, Store
 from sealed_results.stores.local import LocalStore
 from sealed_results.stores.memory import MemoryStore
 
@@ -26,6 +26,7 @@ __all__ = [
     "GCSStore",
     "LocalStore",
     "MemoryStore",
+    "ObjectInfo",
     "S3Store",
     "Store",
 ]

@@ -41,6 +41,7 @@ class AzureBlobStore(FsspecStore):
     extra = "azure"
     atomic_swap = True
     protocols = ("az", "abfs", "abfss")
+    time_keys = ("last_modified",)
     default_storage_options: ClassVar[dict[str, Any]] = {
         # Block size of staged uploads and ranged reads; a streamed write holds about two.
         "blocksize": 8 * MiB,

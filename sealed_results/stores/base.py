@@ -28,6 +28,10 @@ enforces the condition atomically (server-side, or under a lock); the defaults h
 that do not override them, compare and then replace, which is not atomic. A ``StoreConflict``
 can also follow a swap that did land, when a response was lost and the SDK retried the request:
 make the change idempotent (redo it only if the re-read object lacks it).
+
+Metadata and upkeep. ``info`` gives an object's size and, where the store keeps one, its
+last-modified time (``ObjectInfo``), without reading the object whole; ``sweep`` removes what
+interrupted writes of the store itself may have left behind (never an object).
 """
 
 from __future__ import annotations
@@ -38,16 +42,28 @@ import functools
 import hashlib
 import inspect
 import io
+import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, BinaryIO, ClassVar
 
 from sealed_results.errors import IntegrityError, ResultNotFound, StoreConflict
 from sealed_results.pickling import Rebuildable
 
-__all__ = ["HeadEdit", "Store"]
+__all__ = ["HeadEdit", "ObjectInfo", "Store"]
 
 #: ``rewrite_head``'s edit: reads an object from its start, returns ``(new_head, consumed)``.
 HeadEdit = Callable[[BinaryIO], tuple[bytes, int] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What ``Store.info`` tells of one object: its size in bytes and its last-modified time
+    (an aware UTC datetime), or None where the store keeps no time."""
+
+    size: int
+    modified: datetime | None = None
 
 
 class Store(Rebuildable, abc.ABC):
@@ -154,6 +170,28 @@ class Store(Rebuildable, abc.ABC):
     def settings(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this store in another process, without secrets."""
 
+    # -- metadata and upkeep ---------------------------------------------------------------------
+    def info(self, name: str) -> ObjectInfo:
+        """The object's size and last-modified time (``ResultNotFound`` if it is missing).
+
+        This default knows no time (``modified`` is None) and takes the size from ``open``:
+        the end of a seekable stream, else a count of the bytes read through a small buffer
+        (bounded memory, but a whole read). A store with metadata overrides it with one call."""
+        with self.open(name) as stream:
+            if _seekable(stream):
+                return ObjectInfo(size=stream.seek(0, os.SEEK_END))
+            size = 0
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+            return ObjectInfo(size=size)
+
+    def sweep(self, older_than: float) -> int:
+        """Remove litter of this store's own writes (temporary files an interrupted process
+        left) unchanged for more than ``older_than`` seconds; never an object. Returns how
+        many were removed. Nothing to do by default: a store whose writes are atomic on the
+        service leaves no litter (uncommitted uploads expire by the service's rules)."""
+        return 0
+
     # -- rewriting an object's head (key rotation) ----------------------------------------------
     def rewrite_head(self, name: str, edit: HeadEdit) -> bool:
         """Replace the first bytes of object ``name`` and keep the rest, by compare-and-swap.
@@ -195,6 +233,13 @@ def _get_takes_max_size(cls: type[Store]) -> bool:
     try:
         return "max_size" in inspect.signature(cls.get).parameters
     except (TypeError, ValueError):  # pragma: no cover - a get without a signature
+        return False
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
         return False
 
 

@@ -28,6 +28,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, ClassVar, TypeVar, cast
 
 import fsspec
@@ -36,13 +37,14 @@ from fsspec.core import split_protocol, url_to_fs
 from sealed_results.errors import (
     ConfigError,
     IntegrityError,
+    ResultNotFound,
     SealedResultsError,
     StorageError,
     StoreConflict,
 )
 from sealed_results.options import split_options
 from sealed_results.retry import RetryPolicy
-from sealed_results.stores.base import Store
+from sealed_results.stores.base import ObjectInfo, Store
 from sealed_results.stores.failures import (
     MESSAGES,
     Failure,
@@ -79,6 +81,23 @@ def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _utc(value: Any) -> datetime | None:
+    """A time from an fsspec ``info``, as an aware UTC datetime (naive ones are taken as UTC,
+    which botocore, gcsfs and adlfs all give); None if it is not a time."""
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    elif isinstance(value, str) and value:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
 class FsspecStore(Store):
     """Objects under ``root`` (a URL) on any fsspec filesystem whose ``open(path, "xb")`` is
     atomic and exclusive (a subclass makes it so where the SDK's is not).
@@ -100,6 +119,10 @@ class FsspecStore(Store):
     # "adaptive" cache may prefetch up to 256 MiB).
     read_options: ClassVar[Mapping[str, Any]] = {"cache_type": "readahead"}
     extra: ClassVar[str | None] = None  # the package extra that installs this store's SDK
+    #: Keys of the filesystem's ``info`` that hold an object's last-modified time, first found
+    #: wins (a backend names its own: S3 ``LastModified``, GCS ``updated``, Azure
+    #: ``last_modified``).
+    time_keys: ClassVar[tuple[str, ...]] = ("mtime", "LastModified", "last_modified", "updated")
 
     def __init__(
         self,
@@ -354,6 +377,19 @@ class FsspecStore(Store):
     def exists(self, name: str) -> bool:
         path = self._path(name)
         return self._run(lambda: self._info_exists(path), what="exists")
+
+    def info(self, name: str) -> ObjectInfo:
+        """Size and last-modified time from one ``info`` (a HEAD or metadata request)."""
+        path = self._path(name)
+        details = self._run(lambda: self._fs.info(path), what="info")
+        if details.get("type", "file") != "file":
+            raise ResultNotFound()  # a prefix ("directory"): no object of that name
+        modified = None
+        for key in self.time_keys:
+            modified = _utc(details.get(key))
+            if modified is not None:
+                break
+        return ObjectInfo(int(details.get("size") or 0), modified)
 
     def delete(self, name: str) -> None:
         path = self._path(name)

@@ -131,6 +131,7 @@ class GCSStore(FsspecStore):
     extra = "gcs"
     atomic_swap = True
     protocols = ("gs", "gcs")
+    time_keys = ("updated", "mtime")
     default_storage_options: ClassVar[dict[str, Any]] = {
         # Resumable-upload chunk (a multiple of 256 KiB); a streamed write holds about one.
         "block_size": 8 * MiB,

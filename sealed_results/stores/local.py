@@ -35,16 +35,34 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import io
 import os
 import stat
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, TypeVar, cast
 
 from sealed_results.errors import ConfigError, IntegrityError, StorageError, StoreConflict
-from sealed_results.stores.base import HeadEdit, Store
+from sealed_results.stores._localfs import (
+    HIDDEN,
+    LOCK_PREFIX,
+    NO_TMPFILE,
+    O_TMPFILE,
+    READ_FLAGS,
+    create_named,
+    link_unnamed,
+    lock_directory,
+    lock_file,
+    object_version,
+    read_all,
+    sweep_litter,
+    sync_dir,
+    tmp_name,
+    write_all,
+    write_synced,
+)
+from sealed_results.stores.base import HeadEdit, ObjectInfo, Store
 from sealed_results.stores.failures import MESSAGES, Failure, as_ours
 from sealed_results.stores.streams import GuardedStream
 
@@ -52,20 +70,9 @@ __all__ = ["LocalStore"]
 
 T = TypeVar("T")
 
-# Linux can create a file with no name (O_TMPFILE) and name it later through /proc; other
-# systems, and filesystems that refuse it, get a named temporary file instead.
-_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
-_NO_TMPFILE = {errno.EISDIR, errno.EOPNOTSUPP, errno.EINVAL}  # "not here", not "failed"
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 # Objects up to this size are read whole (one read call) by fetch() rather than streamed: a
 # small result is then parsed and decrypted from memory, with no buffered file object between.
 _READ_WHOLE = 1 << 16
-_TMP_PREFIX = ".tmp-"
-_LOCK_PREFIX = ".lock-"
-_HIDDEN = (_TMP_PREFIX, _LOCK_PREFIX)
-_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-# flock on a directory refused: "not here" (fall back to lock files), not "failed".
-_NO_DIRECTORY_LOCK = {errno.EBADF, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOLCK}
 
 
 def _local_failure(exc: BaseException) -> Failure | None:
@@ -102,7 +109,7 @@ class LocalStore(Store):
 
     name = "local"
     atomic_swap = True
-    _unnamed_files = bool(_O_TMPFILE) and os.path.isdir("/proc/self/fd")
+    _unnamed_files = bool(O_TMPFILE) and os.path.isdir("/proc/self/fd")
     _lock_files = False  # set where the root directory cannot be flocked
 
     def __init__(self, root: str | os.PathLike[str], *, durable: bool = False) -> None:
@@ -131,15 +138,15 @@ class LocalStore(Store):
         """A writable fd of a file with no name in the root, or None where that is refused."""
         if self._unnamed_files:
             try:
-                return os.open(self._root, os.O_WRONLY | _O_TMPFILE, 0o600)
+                return os.open(self._root, os.O_WRONLY | O_TMPFILE, 0o600)
             except OSError as exc:
-                if exc.errno not in _NO_TMPFILE:
+                if exc.errno not in NO_TMPFILE:
                     raise  # e.g. ENOENT: the root is missing, which _in_root handles
                 self._unnamed_files = False  # this filesystem refuses: stop asking
         return None
 
     def _tmp_path(self, name: str) -> str:
-        return self._path(f"{_TMP_PREFIX}{name}-{os.urandom(6).hex()}")
+        return self._path(tmp_name(name))
 
     @contextlib.contextmanager
     def create(self, name: str) -> Iterator[BinaryIO]:
@@ -149,7 +156,7 @@ class LocalStore(Store):
             fd = self._in_root(self._open_unnamed)
             if fd is None:
                 tmp = self._tmp_path(name)
-                fd = self._in_root(lambda: _create_named(tmp))
+                fd = self._in_root(lambda: create_named(tmp))
         except Exception as exc:
             raise _ours(exc) from None
         sink = io.BufferedWriter(io.FileIO(fd, "wb"))
@@ -160,11 +167,11 @@ class LocalStore(Store):
                 if self._durable:
                     os.fsync(fd)
                 if tmp is None:
-                    _link_unnamed(fd, path)
+                    link_unnamed(fd, path)
                 else:
                     os.link(tmp, path)
                 if self._durable:
-                    self._sync_root()
+                    sync_dir(self._root)
             except Exception as exc:
                 raise _ours(exc) from None
         finally:
@@ -185,24 +192,16 @@ class LocalStore(Store):
                 super().put(name, data)
                 return
             try:
-                _write_all(fd, data)
+                write_all(fd, data)
                 if self._durable:
                     os.fsync(fd)
-                _link_unnamed(fd, self._path(name))
+                link_unnamed(fd, self._path(name))
             finally:
                 os.close(fd)
             if self._durable:
-                self._sync_root()
+                sync_dir(self._root)
         except Exception as exc:
             raise _ours(exc) from None
-
-    def _sync_root(self) -> None:
-        """fsync the root directory: makes a new name (link, rename) survive a crash."""
-        fd = os.open(self._root, _DIR_FLAGS)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _write_new(self, name: str, data: bytes, *, exclusive: bool) -> None:
         """Write ``data`` to a temporary file, fsync it, stamp it with a fresh mtime (a new
@@ -210,20 +209,14 @@ class LocalStore(Store):
         atomically, or (``exclusive``) only where there is none. Then fsync the directory."""
         tmp = self._tmp_path(name)
         try:
-            fd = self._in_root(lambda: _create_named(tmp))
-            try:
-                _write_all(fd, data)
-                now = time.time_ns()
-                os.utime(fd, ns=(now, now))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            stamp = time.time_ns()
+            self._in_root(lambda: write_synced(tmp, data, stamp))
             if exclusive:
                 os.link(tmp, self._path(name))  # never replaces
                 os.unlink(tmp)
             else:
                 os.replace(tmp, self._path(name))  # atomic: readers see the old or the new
-            self._sync_root()
+            sync_dir(self._root)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -239,22 +232,11 @@ class LocalStore(Store):
         """An fd holding an exclusive flock for swaps of ``name``: on the root directory, or
         where directories cannot be locked, on a lock file beside the object."""
         if not self._lock_files:
-            fd = self._in_root(lambda: os.open(self._root, _DIR_FLAGS))
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            fd = self._in_root(lambda: lock_directory(self._root))
+            if fd is not None:
                 return fd
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno not in _NO_DIRECTORY_LOCK:
-                    raise
-                self._lock_files = True  # e.g. NFS: lock files from now on
-        fd = self._in_root(lambda: _open_lock(self._path(f"{_LOCK_PREFIX}{name}")))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+            self._lock_files = True  # e.g. NFS: lock files from now on
+        return self._in_root(lambda: lock_file(self._path(f"{LOCK_PREFIX}{name}")))
 
     def swap(self, name: str, data: bytes, version: str | None) -> None:
         try:
@@ -267,7 +249,7 @@ class LocalStore(Store):
                 else:
                     if not stat.S_ISREG(status.st_mode):
                         raise StorageError(MESSAGES[Failure.NOT_A_FILE])
-                    current = _version(status)
+                    current = object_version(status)
                 if current != version:
                     raise StoreConflict()
                 # Exclusive for a create: a put() of the same name takes no lock.
@@ -288,7 +270,7 @@ class LocalStore(Store):
     # -- reads -----------------------------------------------------------------------------------
     def _open_object(self, name: str) -> tuple[int, int]:
         """A read-only fd of the object and its size; only a regular file counts."""
-        fd = os.open(self._path(name), _READ_FLAGS)
+        fd = os.open(self._path(name), READ_FLAGS)
         try:
             status = os.fstat(fd)
             if not stat.S_ISREG(status.st_mode):
@@ -304,7 +286,7 @@ class LocalStore(Store):
             try:
                 if max_size is not None and size > max_size:
                     raise IntegrityError()  # too large to be what was written: not read
-                return _read_all(fd, size)
+                return read_all(fd, size)
             finally:
                 os.close(fd)
         except Exception as exc:
@@ -312,14 +294,14 @@ class LocalStore(Store):
 
     def get_versioned(self, name: str, *, max_size: int | None = None) -> tuple[bytes, str]:
         try:
-            fd = os.open(self._path(name), _READ_FLAGS)
+            fd = os.open(self._path(name), READ_FLAGS)
             try:
                 status = os.fstat(fd)
                 if not stat.S_ISREG(status.st_mode):
                     raise StorageError(MESSAGES[Failure.NOT_A_FILE])
                 if max_size is not None and status.st_size > max_size:
                     raise IntegrityError()
-                return _read_all(fd, status.st_size), _version(status)
+                return read_all(fd, status.st_size), object_version(status)
             finally:
                 os.close(fd)
         except Exception as exc:
@@ -341,7 +323,7 @@ class LocalStore(Store):
             if size > _READ_WHOLE:
                 return _reader(fd), size
             try:  # a small result: one read, then memory only
-                data = _read_all(fd, size)
+                data = read_all(fd, size)
             finally:
                 os.close(fd)
         except Exception as exc:
@@ -367,13 +349,37 @@ class LocalStore(Store):
                     for entry in entries
                     # Temporary files of unfinished writes, lock files, and anything that is
                     # not a plain file (directories, links), are not objects.
-                    if not entry.name.startswith(_HIDDEN) and entry.is_file(follow_symlinks=False)
+                    if not entry.name.startswith(HIDDEN) and entry.is_file(follow_symlinks=False)
                 ]
         except FileNotFoundError:
             return iter(())  # not yet created: nothing stored
         except Exception as exc:
             raise _ours(exc) from None
         return iter(names)
+
+    # -- metadata and upkeep -------------------------------------------------------------------
+    def info(self, name: str) -> ObjectInfo:
+        """Size and mtime from one ``lstat``; only a regular file is an object (as for reads)."""
+        try:
+            status = os.lstat(self._path(name))
+        except Exception as exc:
+            raise _ours(exc) from None
+        if not stat.S_ISREG(status.st_mode):
+            raise StorageError(MESSAGES[Failure.NOT_A_FILE])
+        return ObjectInfo(status.st_size, datetime.fromtimestamp(status.st_mtime, UTC))
+
+    def sweep(self, older_than: float) -> int:
+        """Remove temporary files (``.tmp-*``: a process killed inside ``replace``, ``swap``,
+        ``rewrite_head``, or a ``create`` without O_TMPFILE, leaves its file) and lock files
+        (``.lock-*``, not held) unchanged for more than ``older_than`` seconds. Never an
+        object: their names never start with those prefixes. A write stalled for longer than
+        ``older_than`` fails (its file is gone), so keep the bound above any write's pauses."""
+        if older_than < 0:
+            raise ValueError("older_than must not be negative")
+        try:
+            return sweep_litter(self._root, older_than)
+        except Exception as exc:
+            raise _ours(exc) from None
 
     # -- rewriting an object's head (key rotation) ----------------------------------------------
     def rewrite_head(self, name: str, edit: HeadEdit) -> bool:
@@ -387,7 +393,7 @@ class LocalStore(Store):
             fd, _size = self._open_object(name)
             try:
                 status = os.fstat(fd)
-                version = _version(status)
+                version = object_version(status)
                 result = edit(cast(BinaryIO, io.BufferedReader(io.FileIO(fd, "rb", closefd=False))))
                 if result is None:
                     return False
@@ -395,24 +401,17 @@ class LocalStore(Store):
                 if not 0 <= consumed <= status.st_size:
                     raise ValueError("edit consumed more than the object holds")
                 path = tmp = self._tmp_path(name)
-                out = self._in_root(lambda: _create_named(path))
-                try:
-                    _write_all(out, head)
-                    _copy_range(fd, consumed, status.st_size - consumed, out)
-                    # The object's time, one nanosecond later: age-based cleanup (gc) still
-                    # counts from the write, and the version (inode, mtime, size) still
-                    # changes with every rewrite, so it never repeats.
-                    stamp = status.st_mtime_ns + 1
-                    os.utime(out, ns=(stamp, stamp))
-                    os.fsync(out)
-                finally:
-                    os.close(out)
+                # The object's time, one nanosecond later: age-based cleanup (gc) still counts
+                # from the write, and the version (inode, mtime, size) still changes with every
+                # rewrite, so it never repeats.
+                rest = (fd, consumed, status.st_size - consumed)
+                self._in_root(lambda: write_synced(path, head, status.st_mtime_ns + 1, rest=rest))
             finally:
                 os.close(fd)
             lock = self._lock(name)
             try:
                 try:
-                    current: str | None = _version(os.lstat(self._path(name)))
+                    current: str | None = object_version(os.lstat(self._path(name)))
                 except FileNotFoundError:
                     current = None
                 if current != version:
@@ -421,7 +420,7 @@ class LocalStore(Store):
                 tmp = None
             finally:
                 os.close(lock)
-            self._sync_root()
+            sync_dir(self._root)
             return True
         except (StoreConflict, ValueError):
             raise
@@ -433,30 +432,6 @@ class LocalStore(Store):
                     os.unlink(tmp)
 
 
-def _copy_range(source: int, offset: int, count: int, sink: int) -> None:
-    """Append ``count`` bytes of ``source`` from ``offset`` to ``sink``: in the kernel where it
-    can (``copy_file_range``), else through one 1 MiB buffer."""
-    copy = getattr(os, "copy_file_range", None)
-    while count > 0 and copy is not None:
-        try:
-            done = copy(source, sink, min(count, 1 << 30), offset)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                raise
-            break
-        if done == 0:
-            raise StorageError(MESSAGES[Failure.TRANSIENT])  # the file shrank under us
-        offset += done
-        count -= done
-    while count > 0:
-        chunk = os.pread(source, min(count, 1 << 20), offset)
-        if not chunk:
-            raise StorageError(MESSAGES[Failure.TRANSIENT])
-        _write_all(sink, chunk)
-        offset += len(chunk)
-        count -= len(chunk)
-
-
 def _reader(fd: int) -> BinaryIO:
     """A buffered, guarded stream that owns ``fd``; it has ``readinto``, which lets a large
     object stream through one reused buffer (segments._read_segment)."""
@@ -466,41 +441,3 @@ def _reader(fd: int) -> BinaryIO:
         os.close(fd)
         raise
     return cast(BinaryIO, GuardedStream(io.BufferedReader(raw), _ours))
-
-
-def _read_all(fd: int, size: int) -> bytes:
-    # One read for the whole object (the size is known): a regular file gives it all at once
-    # up to ~2 GiB per call; a file that shrank meanwhile ends early at end of file.
-    data = os.read(fd, size) if size else b""
-    if len(data) == size:
-        return data
-    parts = [data]
-    got = len(data)
-    while got < size and (chunk := os.read(fd, size - got)):
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _create_named(path: str) -> int:
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-
-
-def _link_unnamed(fd: int, path: str) -> None:
-    # linkat(AT_SYMLINK_FOLLOW) through /proc names the unnamed file. os.link uses linkat only
-    # when given a dir fd; the source path is absolute, so the kernel ignores which fd that is.
-    os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd)
-
-
-def _open_lock(path: str) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-
-
-def _version(status: os.stat_result) -> str:
-    return f"{status.st_ino}-{status.st_mtime_ns}-{status.st_size}"

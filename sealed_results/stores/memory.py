@@ -20,10 +20,11 @@ import io
 import itertools
 import threading
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, cast
 
 from sealed_results.errors import ConfigError, IntegrityError, ResultNotFound, StoreConflict
-from sealed_results.stores.base import Store
+from sealed_results.stores.base import ObjectInfo, Store
 from sealed_results.stores.failures import EXISTS_MESSAGE, as_ours
 from sealed_results.stores.streams import GuardedStream
 
@@ -124,6 +125,20 @@ class MemoryStore(Store):
 
     def exists(self, name: str) -> bool:
         return bool(self._fs.isfile(self._path(name)))
+
+    def info(self, name: str) -> ObjectInfo:
+        # fsspec's memory file keeps the time it was made, and every write makes a new one.
+        with _LOCK:
+            file = self._file(name)
+            if file is None:
+                raise ResultNotFound()
+            size = len(file.getbuffer())
+            modified = getattr(file, "modified", None)
+        if isinstance(modified, datetime):
+            modified = modified.astimezone(UTC) if modified.tzinfo else modified.replace(tzinfo=UTC)
+        else:
+            modified = None
+        return ObjectInfo(size, modified)
 
     def delete(self, name: str) -> None:
         with _LOCK:

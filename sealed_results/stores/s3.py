@@ -55,6 +55,7 @@ class S3Store(FsspecStore):
     extra = "s3"
     atomic_swap = True
     protocols = ("s3", "s3a")
+    time_keys = ("LastModified",)
     default_storage_options: ClassVar[dict[str, Any]] = {
         # Multipart part size. A streamed write holds about two parts in memory; S3 allows
         # 10,000 parts, so 8 MiB parts cap one result at ~78 GiB (raise it for more).

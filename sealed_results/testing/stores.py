@@ -30,11 +30,12 @@ import threading
 import traceback
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from sealed_results.errors import IntegrityError, ResultNotFound, StoreConflict
-from sealed_results.stores.base import Store
+from sealed_results.stores.base import ObjectInfo, Store
 
 __all__ = ["StoreSuite", "append_under_cas", "assert_names_nothing"]
 
@@ -228,6 +229,46 @@ class StoreSuite:
         store.replace(name, b"3")
         assert store.get(name) == b"3"
         assert list(store.list()) == [name]
+
+    # -- metadata and upkeep ---------------------------------------------------------------------
+    @pytest.mark.parametrize("size", [0, 1000, 70_000])
+    def test_info_gives_the_size_and_a_recent_time(self, store: Store, size: int) -> None:
+        name = new_name()
+        store.put(name, os.urandom(size))
+        info = store.info(name)
+        assert isinstance(info, ObjectInfo)
+        assert info.size == size
+        if info.modified is not None:
+            # An aware time, within a minute of now (clocks of a server and this machine).
+            assert info.modified.tzinfo is not None
+            assert info.modified.utcoffset() == timedelta(0)
+            assert abs(datetime.now(UTC) - info.modified) < timedelta(minutes=1)
+        store.replace(name, b"12345")
+        assert store.info(name).size == 5
+
+    def test_info_of_a_missing_object_is_not_found(
+        self, store: Store, store_secrets: list[str], store_private: list[str]
+    ) -> None:
+        missing = new_name()
+        error = _error_of(lambda: store.info(missing))
+        assert isinstance(error, ResultNotFound)
+        assert_names_nothing(error, [missing, *store_secrets, *store_private])
+        store.put(missing, b"x")
+        store.delete(missing)
+        with pytest.raises(ResultNotFound):
+            store.info(missing)
+
+    def test_sweep_never_removes_an_object(self, store: Store) -> None:
+        names = {new_name() for _ in range(3)}
+        for name in names:
+            store.put(name, b"kept")
+        store.replace("keyset", b"k")
+        with pytest.raises(RuntimeError), store.create(new_name()) as sink:
+            sink.write(b"unfinished")
+            raise RuntimeError
+        assert store.sweep(0) >= 0
+        assert sorted(store.list()) == sorted({*names, "keyset"})
+        assert all(store.get(name) == b"kept" for name in names)
 
     # -- listing and names -----------------------------------------------------------------------
     def test_list_gives_exactly_the_object_names(self, store: Store) -> None:
