@@ -47,6 +47,10 @@ def pairs(keyring_path: Path, workdir: str, *, rounds: int, min_time: float) -> 
         handlers["local keyring + CachingKeyProvider"] = LocalHandler(
             os.path.join(workdir, "cached"), cached
         )
+    # fsync of every result file and its directory: what durable=True costs per pair.
+    handlers["local keyring, durable=True"] = LocalHandler(
+        os.path.join(workdir, "durable"), keyring, durable=True
+    )
     for handler in handlers.values():
         handler.write(0)  # keyset
     plain_dir = os.path.join(workdir, "unencrypted")
