@@ -22,24 +22,15 @@ docs/maintenance.md is the runbook.
 
 from __future__ import annotations
 
+from sealed_results.maintenance._gc import GcReport, gc, parse_duration
+from sealed_results.maintenance._inspect import Inspection, inspect
+from sealed_results.maintenance._inventory import Inventory, inventory
 from sealed_results.maintenance._journal import JOURNAL_NAME, Journal, RotationTakenOver
 from sealed_results.maintenance._keys import ProviderState, provider_state, stanza_version
-from sealed_results.maintenance._ops import (
-    GcReport,
-    Inspection,
-    Inventory,
-    Progress,
-    RetireReport,
-    RotationReport,
-    VerifyReport,
-    gc,
-    inspect,
-    inventory,
-    parse_duration,
-    retire,
-    rotate,
-    verify,
-)
+from sealed_results.maintenance._retire import RetireReport, retire
+from sealed_results.maintenance._rotate import RotationReport, rotate
+from sealed_results.maintenance._scan import Progress
+from sealed_results.maintenance._verify import VerifyReport, verify
 
 __all__ = [
     "JOURNAL_NAME",
