@@ -11,17 +11,19 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from sealed_results import maintenance
 from sealed_results.cli.main import main
-from sealed_results.errors import IntegrityError, KeyProviderError
+from sealed_results.errors import ConfigError, IntegrityError, KeyProviderError
 from sealed_results.handlers import LocalHandler, ResultHandler, S3Handler
 from sealed_results.keyproviders import KeyProvider
 from sealed_results.keyproviders.local import LocalKeyring
 from sealed_results.maintenance import JOURNAL_NAME
+from sealed_results.stores import LocalStore, Store, _localfs
 from tests.conftest import PLAINTEXT_MARKER
 
 MiB = 1 << 20
@@ -231,6 +233,51 @@ def test_gc_keeps_the_keyset_the_journal_and_everything_younger(
     assert maintenance.gc(local_handler, "7d").candidates == 2
     # Everything is younger than a year; nothing more goes.
     assert maintenance.gc(local_handler, "52w", apply=True).deleted == 0
+
+
+def test_gc_sweeps_old_temporary_files_and_only_when_applied(
+    local_handler: LocalHandler, local_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process killed inside LocalStore.replace/swap/rewrite_head leaves a hidden .tmp-* file.
+    values = _fill(local_handler, 3)
+    day_ago = time.time() - 86400
+    old, fresh = local_root / ".tmp-keyset-0123456789ab", local_root / ".tmp-keyset-ba9876543210"
+    for path in (old, fresh):
+        path.write_bytes(b"left by a killed swap")
+    os.utime(old, (day_ago, day_ago))
+    os.utime(local_root / "keyset", (day_ago, day_ago))
+    # The sweep ages files by their ctime too (which no one can set back): its clock moves on.
+    later = time.time() + 2 * 3600
+    monkeypatch.setattr(_localfs, "time", SimpleNamespace(time=lambda: later))
+    os.utime(fresh, (later - 60, later - 60))  # changed a minute before that clock's now
+
+    dry = maintenance.gc(local_handler, "1h")
+    assert dry.swept == 0 and old.exists() and fresh.exists()
+    done = maintenance.gc(local_handler, "1h", apply=True)
+    assert done.swept == 1 and done.exit_code == 0 and done.to_dict()["swept"] == 1
+    assert not old.exists() and fresh.exists()
+    assert done.deleted == 0  # every result is younger than the bound by its own time
+    assert (local_root / "keyset").exists()  # old, but never gc's to take
+    _read_all(_fresh(local_handler), values)
+    # Whatever the bound, litter younger than an hour stays (a slow write may own it).
+    old.write_bytes(b"again")
+    soon = time.time() + 120
+    monkeypatch.setattr(_localfs, "time", SimpleNamespace(time=lambda: soon))
+    os.utime(old, (day_ago, day_ago))
+    assert maintenance.gc(local_handler, "1s", apply=True).swept == 0
+    assert old.exists()
+
+
+def test_gc_needs_a_store_that_tells_times(tmp_path: Path, keyring: LocalKeyring) -> None:
+    class NoTimes(LocalStore):
+        name = "no-times"
+        info = Store.info  # the default: sizes only
+
+    h = ResultHandler(NoTimes(tmp_path / "root"), keyring)
+    h.write({"a": 1})
+    assert maintenance.inventory(h).bytes == h.store.info(next(h.list_objects())).size
+    with pytest.raises(ConfigError, match="object times"):
+        maintenance.gc(h, "1d")
 
 
 def test_gc_on_s3_by_store_time(request: pytest.FixtureRequest, keyring: LocalKeyring) -> None:

@@ -89,8 +89,14 @@ def test_rotation_killed_at_random_points_resumes_without_a_second_key_version(
         assert fresh.read(token) == value
     assert maintenance.verify(fresh, workers=8).failed == 0
     # A kill inside LocalStore.swap can leave its named temporary file (.tmp-*): never listed,
-    # never read as an object (litter for the stores layer to sweep, not a result).
+    # never read as an object, and removed by Store.sweep (gc --apply calls it) and by nothing
+    # else; the sweep takes no object.
     assert not [n for n in fresh.store.list() if n.startswith(".tmp-")]
+    objects = sorted(fresh.store.list())
+    litter = [n for n in os.listdir(local_root) if n.startswith(".tmp-")]
+    assert fresh.store.sweep(0) == len(litter)
+    assert not [n for n in os.listdir(local_root) if n.startswith(".tmp-")]
+    assert sorted(fresh.store.list()) == objects
     assert (local_root / JOURNAL_NAME).exists()
 
 
