@@ -38,6 +38,7 @@ from sealed_results.format.token import TOKEN_LENGTH
 from sealed_results.handlers.base import ResultHandler
 
 __all__ = [
+    "CREDENTIAL_VARIABLES",
     "EXCEPTION_KIND",
     "PATTERNS_ENV",
     "REDACTOR",
@@ -310,6 +311,39 @@ def _profile_strings(profile: Profile) -> Iterator[str]:
         yield from (part for part in rest.split("/") if part)
 
 
+# Credentials that key providers and stores read from the environment (their SDKs' own
+# variables): if one ever reaches a log line (a debug dump, an SDK's error text), it is shipped
+# redacted. Never read by this library for anything else.
+CREDENTIAL_VARIABLES = (
+    "VAULT_TOKEN",
+    "VAULT_ROLE_ID",
+    "VAULT_SECRET_ID",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_CLIENT_SECRET",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+
+
+def _credential_strings(variables: Iterable[str]) -> Iterator[str]:
+    """The values of these credential variables in the environment now (read at each use: a
+    credential refreshed by an agent is redacted too), and a connection string's parts."""
+    for variable in variables:
+        value = os.environ.get(variable)
+        if value and len(value) >= 6:
+            yield value
+            # A connection string's parts (AccountKey=...;) show up on their own too.
+            for part in value.split(";"):
+                secret = part.split("=", 1)[1] if "=" in part else ""
+                if len(secret) >= 6:  # shorter parts would redact ordinary words
+                    yield secret
+
+
 def _path_parts(path: str) -> Iterator[str]:
     """Absolute paths and the components that are not shared system names."""
     common = {"tmp", "home", "var", "usr", "etc", "opt", "private", "users", "root", "data"}
@@ -330,6 +364,7 @@ class Redactor:
         self._compiled: re.Pattern[str] | None = None
         self._env_patterns: str | None = None
         self._env_compiled: list[re.Pattern[str]] = []
+        self._variables: set[str] = set(CREDENTIAL_VARIABLES)
 
     def add_secret(self, text: str, replacement: str = "[redacted]", *, rank: int = 0) -> None:
         """Redact ``text`` (and its repr and JSON forms) as ``replacement``. A text already
@@ -360,6 +395,8 @@ class Redactor:
     def add_profile(self, profile: Profile) -> None:
         for text in _profile_strings(profile):
             self.add_secret(text)
+        with self._lock:
+            self._variables.update(profile.credentials_from_env.values())
 
     def add_pattern(self, pattern: str | re.Pattern[str]) -> None:
         """Redact every match of a regular expression as ``[redacted]``."""
@@ -393,6 +430,9 @@ class Redactor:
                 compiled = self._compiled = re.compile("|".join(map(re.escape, forms)))
             replacements = dict(self._replacements)
             patterns = list(self._patterns)
+            variables = list(self._variables)
+        for credential in sorted(_credential_strings(variables), key=len, reverse=True):
+            text = text.replace(credential, "[redacted]")
         if compiled is not None:
             text = compiled.sub(lambda m: replacements[m.group(0)][0], text)
         for pattern in [*patterns, *self._env()]:

@@ -330,3 +330,20 @@ def test_zz_nothing_stored_and_reveal_recovers_it(
     assert report["unopened"] == []
     assert main(["reveal", run_id]) == 0
     assert f"{EXC_MARK} for {PARAM_MARK}" in capsys.readouterr().out
+
+
+def test_provider_credentials_in_the_environment_are_redacted(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sealed_results.sealing import REDACTOR, profile_handler
+
+    token = "hvs.credential-marker-" + os.urandom(6).hex()
+    account_key = "account-key-marker-" + os.urandom(6).hex()
+    leakscan.SCAN.add_secret(token, account_key)
+    monkeypatch.setenv("VAULT_TOKEN", token)
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING", f"AccountName=x;AccountKey={account_key};"
+    )
+    profile_handler(None)  # registers the profile this process uses
+    text = REDACTOR.redact(f"login with {token}; key {account_key}")
+    assert token not in text and account_key not in text and "[redacted]" in text
