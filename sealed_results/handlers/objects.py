@@ -103,7 +103,7 @@ class StoredObjects:
         compare-and-swap: only the key section changes (payload bytes, commitment, name and
         every token stay), and the new object replaces the old one only if nobody changed or
         deleted it meanwhile; otherwise it is read again. Stores with ``rewrite_head`` of their
-        own (local, S3) keep the payload where it is (a kernel or server-side copy): bounded
+        own (local, S3, Azure) keep the payload where it is (a kernel or server-side copy): bounded
         memory. Others are read whole and swapped whole: objects over ``max_size`` bytes are
         then left alone (``"too-large"``).
 
@@ -156,8 +156,9 @@ class StoredObjects:
         needs_rewrap: Callable[[BlobHeader], bool] | None,
     ) -> str:
         """``rewrap_object`` through ``Store.rewrite_head``: only the header is read here, and
-        the store keeps the rest (LocalStore: a kernel copy; S3Store: a server-side copy for
-        large objects), so memory stays bounded whatever the object's size."""
+        the store keeps the rest (LocalStore: a kernel copy; S3Store and AzureBlobStore: a
+        server-side copy for large objects, or bounded blocks through the client), so memory
+        stays bounded whatever the object's size."""
         for _ in range(self.REWRAP_ATTEMPTS):
 
             def edit(source: BinaryIO) -> tuple[bytes, int] | None:
