@@ -15,15 +15,16 @@ import pytest
 from sealed_results.errors import IntegrityError, StorageError
 from sealed_results.format import (
     DESCRIPTOR_SIZE,
+    TAG_SIZE,
     BlobHeader,
     BlobReader,
     BlobWriter,
     Stanza,
+    buffers,
     open_descriptor,
     read_exact,
     read_header,
     seal_segments,
-    segments,
 )
 from sealed_results.handlers import LocalHandler
 from sealed_results.handlers.base import object_name
@@ -138,4 +139,4 @@ def test_reading_blobs_of_many_sizes_keeps_only_full_segment_spares(
     # Spares are keyed by size: buffers of odd sizes kept there would pile up without bound.
     # Only segments (64 KiB to 1 MiB, here or in earlier tests) and their ciphertexts remain.
     full = {1 << log2 for log2 in range(16, 21)}
-    assert set(segments._SPARES.buffers) <= full | {n + segments.TAG_SIZE for n in full}
+    assert set(buffers.SPARES.buffers) <= full | {n + TAG_SIZE for n in full}

@@ -14,14 +14,14 @@ object. Buffers are reused so that a large result costs its own size once.
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Callable
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sealed_results.errors import IntegrityError
+from sealed_results.format.buffers import EMPTY, SPARES, ByteSource, fresh_bytes, read_exact
 
 __all__ = [
     "TAG_SIZE",
@@ -40,10 +40,6 @@ TAG_SIZE = 16
 _MORE, _FINAL, _DESCRIPTOR = b"\x00", b"\x01", b"\x02"
 
 Buffer = bytes | bytearray | memoryview
-
-
-class ByteSource(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class SegmentCipher:
@@ -118,60 +114,6 @@ else:  # pragma: no cover - older cryptography: the same bytes, one more copy
         memoryview(out)[:] = aead.decrypt(nonce, data, aad)
 
 
-class _Spares(threading.local):
-    """One spare buffer per thread and size, for the full-segment buffers of consecutive blobs.
-
-    A fresh 1 MiB buffer per blob costs a zeroing pass and, where the allocator hands large
-    blocks back to the system (glibc does, for sizes that vary a little), 256 first-touch
-    page faults: on a VM that is more than encrypting the megabyte. A buffer is taken for the
-    life of one writer, reader or ``read`` and given back after; one that is never given back
-    is simply collected. Only full-segment buffers are pooled (a pool keyed by arbitrary sizes
-    would keep one buffer per size forever). Buffers hold only transient segment bytes.
-    """
-
-    def __init__(self) -> None:
-        self.buffers: dict[int, bytearray] = {}
-
-    def take(self, size: int) -> bytearray:
-        return self.buffers.pop(size, None) or bytearray(size)
-
-    def give(self, buffer: bytearray | None) -> None:
-        if buffer is not None:
-            self.buffers[len(buffer)] = buffer
-
-
-_SPARES = _Spares()
-_EMPTY = memoryview(b"")
-_FRESH_MMAP = 32 << 20
-
-
-def _fresh(size: int) -> bytes:
-    """A new ``bytes`` of ``size`` (> 1) bytes to be filled in place through a BytesIO.
-
-    Below 32 MiB not ``bytes(size)``: that is calloc, which may hand out untouched pages, each
-    then faulted in on first write (up to ~0.6 ms per MiB on a VM, more than AES-GCM over it);
-    malloc plus a memset reuses the allocator's pages (~25 µs per MiB). From 32 MiB (glibc's
-    largest mmap threshold) every block is fresh from the kernel anyway, and calloc spares
-    the memset.
-    """
-    return b"\0" * size if size < _FRESH_MMAP else bytes(size)
-
-
-def read_exact(source: ByteSource, n: int) -> bytes:
-    """Read up to n bytes, looping over short reads (network streams return what they have)."""
-    first = source.read(n)
-    if first is None or len(first) == n or not first:
-        return first or b""
-    parts, got = [first], len(first)
-    while got < n:
-        more = source.read(n - got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
-
-
 def _ends_here(source: ByteSource, eof: bool) -> bool:
     """Whether the stream ends after the final segment (it must end the object)."""
     return eof or not read_exact(source, 1)
@@ -201,7 +143,7 @@ class _SegmentSource:
             self.eof = len(data) < self._step  # read_exact stops short only after an empty read
             return data
         if self._buffer is None:
-            self._buffer = _SPARES.take(self._step)
+            self._buffer = SPARES.take(self._step)
         view, got = memoryview(self._buffer), 0
         while got < self._step:
             n = self._readinto(view[got:])
@@ -215,7 +157,7 @@ class _SegmentSource:
         return _ends_here(self._source, self.eof)
 
     def release(self) -> None:
-        _SPARES.give(self._buffer)
+        SPARES.give(self._buffer)
         self._buffer = None
 
 
@@ -256,7 +198,7 @@ class BlobWriter:
     def _emit(self, plaintext: Buffer, final: bool) -> None:
         if len(plaintext) == self._size:
             if self._out is None:
-                self._out = _SPARES.take(self._size + TAG_SIZE)
+                self._out = SPARES.take(self._size + TAG_SIZE)
             self._cipher.encrypt_into(self._index, final, plaintext, self._out)
             self._sink.write(self._out)
         else:
@@ -289,7 +231,7 @@ class BlobWriter:
         if not self.closed:
             self.closed = True
             self._emit(memoryview(self._buf)[: self._fill], final=True)
-            _SPARES.give(self._out)
+            SPARES.give(self._out)
             self._buf, self._fill, self._out = bytearray(), 0, None
 
 
@@ -309,7 +251,7 @@ class BlobReader(io.RawIOBase):
         self._size = cipher.segment_size
         self._index = 0
         self._done = False
-        self._plain = _EMPTY  # what is left of the last segment, not yet read
+        self._plain = EMPTY  # what is left of the last segment, not yet read
         self._segment: bytearray | None = None  # reused for segments read in small pieces
 
     def readable(self) -> bool:
@@ -366,7 +308,7 @@ class BlobReader(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             self._segments.release()
-            self._plain = _EMPTY
+            self._plain = EMPTY
             closer: Callable[[], object] | None = getattr(self._source, "close", None)
             if closer is not None:
                 closer()
@@ -387,7 +329,7 @@ def seal_segments(payload: Buffer, cipher: SegmentCipher, prefix: bytes) -> byte
     if count == 1:
         return prefix + cipher.encrypt(0, True, view)
     # See open_segments: a BytesIO over the only reference to a bytes object fills it in place.
-    buffer = io.BytesIO(_fresh(len(prefix) + len(view) + count * TAG_SIZE))
+    buffer = io.BytesIO(fresh_bytes(len(prefix) + len(view) + count * TAG_SIZE))
     with buffer.getbuffer() as out:
         out[: len(prefix)] = prefix
         at = len(prefix)
@@ -435,7 +377,7 @@ def open_segments(
     spare, first = None, memoryview(b"")
     try:
         # A full first segment: decrypted into a spare buffer, copied on from there.
-        spare = _SPARES.take(size)
+        spare = SPARES.take(size)
         first = memoryview(spare)
         cipher.decrypt_into(0, False, chunk(0), first)
         at = min(max(cut(first, plain_len), 0), size) if cut else 0
@@ -443,7 +385,7 @@ def open_segments(
         # A BytesIO over the only reference to a bytes object writes into it in place, and
         # getvalue() then returns that very object (CPython; elsewhere it copies: slower,
         # same bytes). See _fresh for why it is not bytes(n).
-        buffer = io.BytesIO(_fresh(plain_len - at))
+        buffer = io.BytesIO(fresh_bytes(plain_len - at))
         with buffer.getbuffer() as out:
             out[: size - at] = first[at:]
             for index in range(1, count):
@@ -461,5 +403,5 @@ def open_segments(
     finally:
         first.release()  # no view of the spare may outlive handing it back
         segments.release()
-        _SPARES.give(spare)
+        SPARES.give(spare)
     return head, rest
