@@ -190,24 +190,39 @@ print(json.dumps({
 """
 
 
-def run_child(
-    code: str, handler: ResultHandler, *args: str, env: dict[str, str] | None = None
-) -> Any:
-    """Run ``code`` in a fresh Python process with the pickled ``handler`` on stdin; return the
-    JSON it prints last."""
+def isolated_env() -> dict[str, str]:
+    """``os.environ`` without ambient AWS or Azure credentials: a child process given it has
+    only the credentials the test adds."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_ACCESS", "AWS_SECRET", "AWS_SESSION", "AZURE_STORAGE"))
+    } | {"AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_CONFIG_FILE": os.devnull}
+
+
+def child_process(
+    code: str, pickled: object, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``code`` in a fresh Python process with ``pickled`` (a handler or a store) pickled on
+    stdin, the repository importable; however it ends."""
     child_env = dict(os.environ if env is None else env)
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p
     )
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code, *args],
-        input=pickle.dumps(handler),
+        input=pickle.dumps(pickled),
         capture_output=True,
         env=child_env,
         cwd=REPO_ROOT,
         timeout=300,
         check=False,
     )
+
+
+def run_child(code: str, pickled: object, *args: str, env: dict[str, str] | None = None) -> Any:
+    """``child_process``, which must succeed; the JSON it prints last."""
+    done = child_process(code, pickled, *args, env=env)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
     return json.loads(done.stdout.decode().strip().splitlines()[-1])
 

@@ -7,7 +7,6 @@ server fails chosen requests).
 from __future__ import annotations
 
 import errno
-import json
 import os
 import pickle
 import stat
@@ -39,10 +38,9 @@ from sealed_results.testing.stores import (
     items_of,
 )
 from tests.fault_proxy import Fault, FaultProxy, gcs_error, s3_error
+from tests.handler_suite import REPO_ROOT, MiB, isolated_env, run_child
 from tests.servers import AZURITE_KEY, GCSServer, MotoServer
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MiB = 1 << 20
 QUICK = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05)
 
 
@@ -567,15 +565,23 @@ def assert_ours(error: BaseException, *private: str) -> None:
     assert error.__context__ is not None  # the SDK's error, for local debugging
 
 
-# -- what retries where -------------------------------------------------------------------------
-def test_s3_transient_errors_are_retried_by_botocore_then_by_us(
-    s3_root: tuple[str, dict[str, Any]], s3_proxy: FaultProxy
-) -> None:
+@pytest.fixture
+def quick_s3(s3_root: tuple[str, dict[str, Any]], s3_proxy: FaultProxy) -> tuple[str, Any]:
+    """Its root and an S3 store behind ``s3_proxy``, retrying QUICK, that holds "object"; the
+    proxy's log is empty."""
     root, options = s3_root
     store = s3_store(root, options, s3_proxy.url, retry=QUICK)
     store.put("object", b"value")
-    # Three 503s outlast botocore's two attempts once; our second attempt gets through.
     s3_proxy.log.clear()
+    return root, store
+
+
+# -- what retries where -------------------------------------------------------------------------
+def test_s3_transient_errors_are_retried_by_botocore_then_by_us(
+    quick_s3: tuple[str, Any], s3_proxy: FaultProxy
+) -> None:
+    root, store = quick_s3
+    # Three 503s outlast botocore's two attempts once; our second attempt gets through.
     s3_proxy.fail(*[s3_error("ServiceUnavailable", 503)] * 3)
     assert store.get("object") == b"value"
     assert s3_proxy.count(503) == 3
@@ -614,13 +620,8 @@ def test_s3_failed_part_is_retried_without_replaying_the_stream(
     assert store.get("large") == chunk * 20
 
 
-def test_s3_access_denied_is_permanent(
-    s3_root: tuple[str, dict[str, Any]], s3_proxy: FaultProxy
-) -> None:
-    root, options = s3_root
-    store = s3_store(root, options, s3_proxy.url, retry=QUICK)
-    store.put("object", b"value")
-    s3_proxy.log.clear()
+def test_s3_access_denied_is_permanent(quick_s3: tuple[str, Any], s3_proxy: FaultProxy) -> None:
+    root, store = quick_s3
     s3_proxy.fail(s3_error("AccessDenied", 403))
     with pytest.raises(StorageError, match="denied") as error:
         store.get("object")
@@ -745,12 +746,7 @@ def test_pickled_store_reconnects_in_another_process(
     kind: str, request: pytest.FixtureRequest
 ) -> None:
     root, options = request.getfixturevalue(f"{kind}_root")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_ACCESS", "AWS_SECRET", "AWS_SESSION", "AZURE_STORAGE"))
-    } | {"AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_CONFIG_FILE": os.devnull}
-    env["PYTHONPATH"] = str(REPO_ROOT)
+    env = isolated_env()
     mapping: dict[str, str] = {}
     if kind == "s3":
         mapping = {"key": "SR_TEST_S3_KEY", "secret": "SR_TEST_S3_SECRET"}
@@ -760,17 +756,8 @@ def test_pickled_store_reconnects_in_another_process(
         env["SR_TEST_AZURE_CONNECTION_STRING"] = options["connection_string"]
     store = _cloud_store(kind, root, storage_options=options, credentials_from_env=mapping)
     store.put("from-the-parent", b"written in the parent")
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, "from-the-parent"],
-        input=pickle.dumps(store),
-        capture_output=True,
-        env=env,
-        cwd=REPO_ROOT,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
-    assert json.loads(done.stdout.decode().splitlines()[-1]) == {"value": "written in the parent"}
+    report = run_child(CHILD, store, "from-the-parent", env=env)
+    assert report == {"value": "written in the parent"}
     assert store.get("from-the-child") == b"written in the child"
 
 
