@@ -4,6 +4,13 @@ a reader of everything the server stored.
 
 The flows live here, at module level, so a second process (``python -c`` with this module on
 the path) runs the very same task source and so computes the same cache keys.
+
+The Prefect test modules share this module's fixtures (``scratch``, ``config``, ``counters``,
+``server``, ``env``; module scoped, so each module has its own profile and environment),
+imported as ``config_fixture`` and so on (leaving the names tests ask for free), and its
+preamble: a test module imports this module before Prefect, so that outside CI a missing
+prefect extra skips it, and calls ``add_markers``. A module's own environment for its profile
+is its ``PROFILE_ENV`` (a value sets a variable, None removes it).
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+if os.environ.get("CI", "").strip().lower() not in {"1", "true", "yes", "on"}:
+    pytest.importorskip("prefect", reason="the prefect extra is not installed")
+
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import DEFAULT, INPUTS, TASK_SOURCE
 from prefect.context import TaskRunContext
@@ -34,6 +45,7 @@ from pydantic import SecretStr
 
 from sealed_results.keyproviders.local import create_keyring
 from sealed_results.prefect import Revealed, SealedValue, sealed, sealed_flow
+from sealed_results.testing import leakscan
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +63,12 @@ COUNTER_ENV = "SR_TEST_COUNTER_DIR"
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def add_markers(*more: str) -> None:
+    """Make the markers (``MARKERS`` and ``more``) secrets of the session's leak scan."""
+    for marker in (*MARKERS, *more):
+        leakscan.SCAN.add_secret(marker)
 
 
 # -- the profile -----------------------------------------------------------------------------
@@ -144,6 +162,49 @@ def run_python(code: str, env: dict[str, str], timeout: float = 120) -> str:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
+
+
+# -- the fixtures of every Prefect test module -------------------------------------------------
+@pytest.fixture(scope="module", name="scratch")
+def scratch_fixture(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Path:
+    return tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+
+
+@pytest.fixture(scope="module", name="config")
+def config_fixture(scratch: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The module's profile, named by SEALED_RESULTS_CONFIG (and the counters directory by
+    COUNTER_ENV) while the module runs, with the module's ``PROFILE_ENV`` besides."""
+    path = write_profile(scratch)
+    counters = scratch / "counters"
+    counters.mkdir()
+    more: dict[str, str | None] = getattr(request.module, "PROFILE_ENV", {})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEALED_RESULTS_CONFIG", str(path))
+        patch.delenv("SEALED_RESULTS_PROFILE", raising=False)
+        for name, value in more.items():
+            if value is None:
+                patch.delenv(name, raising=False)
+            else:
+                patch.setenv(name, value)
+        patch.setenv(COUNTER_ENV, str(counters))
+        yield path
+
+
+@pytest.fixture(scope="module", name="counters")
+def counters_fixture(config: Path) -> Path:
+    return Path(os.environ[COUNTER_ENV])
+
+
+@pytest.fixture(scope="module", name="server")
+def server_fixture(config: Path) -> Iterator[PrefectServer]:
+    yield from harness()
+
+
+@pytest.fixture(scope="module", name="env")
+def env_fixture(server: PrefectServer, config: Path, scratch: Path) -> dict[str, str]:
+    return subprocess_env(server, config, scratch)
 
 
 # -- the flows under test ----------------------------------------------------------------------

@@ -8,14 +8,14 @@ import asyncio
 import os
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-if os.environ.get("CI", "").strip().lower() not in {"1", "true", "yes", "on"}:
-    pytest.importorskip("prefect", reason="the prefect extra is not installed")
+from tests import prefect_support as support  # first: outside CI, no prefect skips the module
+
+# isort: split
 
 from prefect import flow, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
@@ -35,53 +35,21 @@ from sealed_results.prefect import (
     sealed_flow,
     storage_name,
 )
-from sealed_results.testing import leakscan
-from tests import prefect_support as support
 from tests.prefect_support import (
-    COUNTER_ENV,
     MARKERS,
     SECRET_A,
     SECRET_B,
     VALUE_MARK,
     PrefectServer,
+    config_fixture,  # noqa: F401 - a shared fixture
     count_of,
+    counters_fixture,  # noqa: F401 - a shared fixture
+    env_fixture,  # noqa: F401 - a shared fixture
+    scratch_fixture,  # noqa: F401 - a shared fixture
+    server_fixture,  # noqa: F401 - a shared fixture
 )
 
-for _marker in MARKERS:
-    leakscan.SCAN.add_secret(_marker)
-
-
-# -- fixtures ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("prefect")
-
-
-@pytest.fixture(scope="module")
-def config(scratch: Path) -> Iterator[Path]:
-    path = support.write_profile(scratch)
-    counters = scratch / "counters"
-    counters.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SEALED_RESULTS_CONFIG", str(path))
-        patch.delenv("SEALED_RESULTS_PROFILE", raising=False)
-        patch.setenv(COUNTER_ENV, str(counters))
-        yield path
-
-
-@pytest.fixture(scope="module")
-def counters(config: Path) -> Path:
-    return Path(os.environ[COUNTER_ENV])
-
-
-@pytest.fixture(scope="module")
-def server(config: Path) -> Iterator[PrefectServer]:
-    yield from support.harness()
-
-
-@pytest.fixture(scope="module")
-def env(server: PrefectServer, config: Path, scratch: Path) -> dict[str, str]:
-    return support.subprocess_env(server, config, scratch)
+support.add_markers()
 
 
 # -- the block and the helpers, no server needed ---------------------------------------------

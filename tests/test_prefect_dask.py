@@ -14,14 +14,14 @@ import base64
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-if os.environ.get("CI", "").strip().lower() not in {"1", "true", "yes", "on"}:
-    pytest.importorskip("prefect", reason="the prefect extra is not installed")
+from tests import prefect_support as support  # first: outside CI, no prefect skips the module
+
+if not support.in_ci():
     pytest.importorskip("prefect_dask", reason="prefect-dask is not installed")
 
 import cloudpickle
@@ -32,8 +32,6 @@ from prefect_dask import DaskTaskRunner
 
 from sealed_results import from_profile
 from sealed_results.prefect import sealed, sealed_flow, storage_name
-from sealed_results.testing import leakscan
-from tests import prefect_support as support
 from tests.prefect_support import (
     COUNTER_ENV,
     KEYRING_MARK,
@@ -42,11 +40,13 @@ from tests.prefect_support import (
     ROOT_MARK,
     VALUE_MARK,
     PrefectServer,
+    config_fixture,  # noqa: F401 - a shared fixture
     count_of,
+    scratch_fixture,  # noqa: F401 - a shared fixture
+    server_fixture,  # noqa: F401 - a shared fixture
 )
 
-for _marker in MARKERS:
-    leakscan.SCAN.add_secret(_marker)
+support.add_markers()
 
 
 # -- the flow under test -----------------------------------------------------------------------
@@ -78,23 +78,6 @@ def dask_pipeline(n: int, run: int) -> dict[str, Any]:
 
 # -- fixtures ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("prefect-dask")
-
-
-@pytest.fixture(scope="module")
-def config(scratch: Path) -> Iterator[Path]:
-    path = support.write_profile(scratch)
-    counters = scratch / "counters"
-    counters.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SEALED_RESULTS_CONFIG", str(path))
-        patch.delenv("SEALED_RESULTS_PROFILE", raising=False)
-        patch.setenv(COUNTER_ENV, str(counters))
-        yield path
-
-
-@pytest.fixture(scope="module")
 def worker_config(scratch: Path, config: Path) -> Path:
     """The same profile for the Dask worker, from another file, with absolute paths."""
     home = config.parent
@@ -110,11 +93,6 @@ def worker_config(scratch: Path, config: Path) -> Path:
         encoding="utf-8",
     )
     return path
-
-
-@pytest.fixture(scope="module")
-def server(config: Path) -> Iterator[PrefectServer]:
-    yield from support.harness()
 
 
 def _runner(worker_config: Path) -> DaskTaskRunner:

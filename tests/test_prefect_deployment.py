@@ -20,16 +20,15 @@ from typing import Any
 
 import pytest
 
-if os.environ.get("CI", "").strip().lower() not in {"1", "true", "yes", "on"}:
-    pytest.importorskip("prefect", reason="the prefect extra is not installed")
+from tests import prefect_support as support  # first: outside CI, no prefect skips the module
+
+# isort: split
 
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 
 from sealed_results.prefect import seal
 from sealed_results.prefect.audit import audit_deployment
-from sealed_results.testing import leakscan
-from tests import prefect_support as support
 from tests.prefect_support import (
     COUNTER_ENV,
     EXC_MARK,
@@ -42,10 +41,16 @@ from tests.prefect_support import (
     TRACE_MARK,
     VALUE_MARK,
     PrefectServer,
+    config_fixture,  # noqa: F401 - a shared fixture
+    env_fixture,  # noqa: F401 - a shared fixture
+    scratch_fixture,  # noqa: F401 - a shared fixture
+    server_fixture,  # noqa: F401 - a shared fixture
 )
 
-for _marker in (*MARKERS, *LEAK_MARKERS):
-    leakscan.SCAN.add_secret(_marker)
+support.add_markers(*LEAK_MARKERS)
+
+# The module's profile environment (prefect_support.config).
+PROFILE_ENV = {"SEALED_RESULTS_REDACT_PATTERNS": PATTERNS}
 
 SERVE = """
 from prefect import serve
@@ -61,34 +66,6 @@ serve(
 DEPLOYMENTS = ("sensitive-flow/served", "served-total/served", "leaky-flow/leaky")
 STARTUP_SECONDS = 90
 RUN_SECONDS = 150
-
-
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("prefect-served")
-
-
-@pytest.fixture(scope="module")
-def config(scratch: Path) -> Iterator[Path]:
-    path = support.write_profile(scratch)
-    counters = scratch / "counters"
-    counters.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SEALED_RESULTS_CONFIG", str(path))
-        patch.delenv("SEALED_RESULTS_PROFILE", raising=False)
-        patch.setenv("SEALED_RESULTS_REDACT_PATTERNS", PATTERNS)
-        patch.setenv(COUNTER_ENV, str(counters))
-        yield path
-
-
-@pytest.fixture(scope="module")
-def server(config: Path) -> Iterator[PrefectServer]:
-    yield from support.harness()
-
-
-@pytest.fixture(scope="module")
-def env(server: PrefectServer, config: Path, scratch: Path) -> dict[str, str]:
-    return support.subprocess_env(server, config, scratch)
 
 
 async def _deployments_ready() -> bool:

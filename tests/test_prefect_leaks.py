@@ -10,14 +10,14 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-if os.environ.get("CI", "").strip().lower() not in {"1", "true", "yes", "on"}:
-    pytest.importorskip("prefect", reason="the prefect extra is not installed")
+from tests import prefect_support as support  # first: outside CI, no prefect skips the module
+
+# isort: split
 
 from prefect import flow, task
 from prefect.client.orchestration import get_client
@@ -38,9 +38,7 @@ from sealed_results.prefect import (
 from sealed_results.prefect.audit import audit_target
 from sealed_results.sealing import TOKEN_FORMAT, is_sealed_token, parse_token
 from sealed_results.testing import leakscan
-from tests import prefect_support as support
 from tests.prefect_support import (
-    COUNTER_ENV,
     EXC_MARK,
     LEAK_MARKERS,
     MARKERS,
@@ -50,47 +48,20 @@ from tests.prefect_support import (
     PATTERNS,
     TRACE_MARK,
     PrefectServer,
+    config_fixture,  # noqa: F401 - a shared fixture
     count_of,
+    counters_fixture,  # noqa: F401 - a shared fixture
+    env_fixture,  # noqa: F401 - a shared fixture
+    scratch_fixture,  # noqa: F401 - a shared fixture
+    server_fixture,  # noqa: F401 - a shared fixture
 )
 
-for _marker in (*MARKERS, *LEAK_MARKERS):
-    leakscan.SCAN.add_secret(_marker)
+support.add_markers(*LEAK_MARKERS)
+
+# The module's profile environment (prefect_support.config).
+PROFILE_ENV = {SEAL_EXCEPTIONS_ENV: None, "SEALED_RESULTS_REDACT_PATTERNS": PATTERNS}
 
 SUPPORT = str(Path(support.__file__).resolve())
-
-
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("prefect-leaks")
-
-
-@pytest.fixture(scope="module")
-def config(scratch: Path) -> Iterator[Path]:
-    path = support.write_profile(scratch)
-    counters = scratch / "counters"
-    counters.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SEALED_RESULTS_CONFIG", str(path))
-        patch.delenv("SEALED_RESULTS_PROFILE", raising=False)
-        patch.delenv(SEAL_EXCEPTIONS_ENV, raising=False)
-        patch.setenv("SEALED_RESULTS_REDACT_PATTERNS", PATTERNS)
-        patch.setenv(COUNTER_ENV, str(counters))
-        yield path
-
-
-@pytest.fixture(scope="module")
-def counters(config: Path) -> Path:
-    return Path(os.environ[COUNTER_ENV])
-
-
-@pytest.fixture(scope="module")
-def server(config: Path) -> Iterator[PrefectServer]:
-    yield from support.harness()
-
-
-@pytest.fixture(scope="module")
-def env(server: PrefectServer, config: Path, scratch: Path) -> dict[str, str]:
-    return support.subprocess_env(server, config, scratch)
 
 
 @pytest.fixture(scope="module")
