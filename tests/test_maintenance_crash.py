@@ -60,7 +60,11 @@ def test_rotation_killed_at_random_points_resumes_without_a_second_key_version(
     delays = []
     for _ in range(7):
         delay = rng.uniform(0.05, 1.5)
-        proc = _rotate_process(config, "--settle", "0", "--workers", "2", "--batch", "16")
+        # Until a run has written the journal, start the rotation; after that, resume it
+        # (--resume), so a kill that lands after the journal said done (before the command's
+        # output) is followed by no second rotation. What docs/maintenance.md tells operators.
+        again = ("--resume",) if (local_root / JOURNAL_NAME).exists() else ()
+        proc = _rotate_process(config, "--settle", "0", "--workers", "2", "--batch", "16", *again)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -73,7 +77,10 @@ def test_rotation_killed_at_random_points_resumes_without_a_second_key_version(
         finished = 1
         break
     if not finished:
-        proc = _rotate_process(config, "--settle", "0")
+        # What an operator runs after a killed rotation: finish it, never start another (a kill
+        # may land after the journal says done, before the command's output).
+        again = ("--resume",) if (local_root / JOURNAL_NAME).exists() else ()
+        proc = _rotate_process(config, "--settle", "0", *again)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, (seed, err)
     assert kills >= 3, f"seed {seed}: the rotation outran every kill ({delays})"
@@ -193,3 +200,19 @@ def test_writers_and_readers_keep_working_during_a_rotation_in_another_process(
     reader_after = handler()
     for token, value in tokens:
         assert reader_after.read(token) == value
+
+
+def test_resume_finishes_nothing_when_no_rotation_is_open(
+    local_root: Path, keyring_path: Path
+) -> None:
+    h = LocalHandler(str(local_root), LocalKeyring(keyring_path))
+    token = h.write("kept")
+    nothing = maintenance.rotate(h, apply=True, resume=True)
+    assert nothing.state == "none" and nothing.run is None
+    assert LocalKeyring(keyring_path).describe()["versions"] == [1]
+    done = maintenance.rotate(h, apply=True, settle=0)
+    assert done.state == "done"
+    again = maintenance.rotate(h, apply=True, resume=True)
+    assert again.run is None and "is done" in again.notes[0]
+    assert LocalKeyring(keyring_path).describe()["versions"] == [1, 2]  # no second rotation
+    assert LocalHandler(str(local_root), LocalKeyring(keyring_path)).read(token) == "kept"

@@ -134,9 +134,12 @@ def _rotate(args: argparse.Namespace) -> int:
             max_in_memory=args.max_in_memory,
             batch=args.batch,
             progress=progress,
+            resume=args.resume,
         )
     finally:
         progress.close()
+    if args.resume and r.applied and r.run is None:  # nothing was left to resume
+        return _emit(args, r, [f"note: {n}" for n in r.notes])
     if not r.applied:
         lines = [
             f"key providers: {_providers(r.providers_before)}",
@@ -284,6 +287,11 @@ def add_parser(subparsers: Any) -> None:
         help="no new key version or token key: rewrap what is not current",
     )
     p.add_argument("--no-token-key", action="store_true", help="do not add a token key")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="only finish a rotation a crash or kill left unfinished; never start a new one",
+    )
     p.add_argument(
         "--settle",
         type=float,

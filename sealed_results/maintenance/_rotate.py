@@ -22,6 +22,7 @@ from sealed_results.maintenance._inventory import inventory
 from sealed_results.maintenance._journal import (
     Journal,
     claim_journal,
+    load_journal,
     save_journal,
 )
 from sealed_results.maintenance._keys import (
@@ -55,7 +56,7 @@ class RotationReport:
     """What ``rotate`` did (or, in a dry run, would do)."""
 
     applied: bool
-    state: str = "planned"  # planned | done | incomplete
+    state: str = "planned"  # planned | done | incomplete | none (resume: nothing to resume)
     run: str | None = None
     resumed: bool = False
     rewrap_only: bool = False
@@ -110,8 +111,14 @@ def rotate(
     batch: int = DEFAULT_BATCH,
     max_in_memory: int | None = DEFAULT_MAX_IN_MEMORY,
     progress: Progress | None = None,
+    resume: bool = False,
 ) -> RotationReport:
     """Rotate the key-encryption keys and rewrap every stored data key to the new version.
+
+    ``resume``: only finish a rotation that a crash or a kill left unfinished; when the last
+    one is done (or there is none) change nothing and say so. That is the safe command after a
+    run was killed: a kill can also land after the journal says ``done`` but before the
+    command's output, and a plain rerun would then start another rotation.
 
     Dry run unless ``apply``. Applied, it runs (or resumes, from the journal ``.rotation``):
     1. each provider rotates once (a new KEK version; KMS: on-demand rotation), recorded so a
@@ -134,6 +141,17 @@ def rotate(
 
     owner = _owner()
     fresh: list[bool] = []
+
+    if resume:
+        current, _ = load_journal(handler)
+        if current is None or current.state == "done":
+            report.state = "done" if current is not None else "none"
+            report.notes.append(
+                "no unfinished rotation to resume"
+                + (f" (rotation {current.run} is done)" if current is not None else "")
+            )
+            report.seconds = round(time.monotonic() - started, 3)
+            return report
 
     def decide(current: Journal | None) -> Journal:
         fresh.clear()
