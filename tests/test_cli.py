@@ -6,10 +6,10 @@ import json
 import os
 import re
 import stat
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 
@@ -17,7 +17,6 @@ from sealed_results.cli import main
 from sealed_results.handlers import LocalHandler
 from sealed_results.keyproviders.local import LocalKeyring, create_keyring
 from sealed_results.plugins import HANDLERS
-from sealed_results.stores import LocalStore, Store
 from sealed_results.testing import leakscan
 from tests.conftest import register_keyring_secrets
 from tests.test_plugins import write_dist
@@ -222,52 +221,77 @@ def test_doctor_root_with_results_but_no_keyset(
     assert_no_leak(output, local_root, keyring_path)
 
 
-class _NonAtomicStore(LocalStore):
-    """A store whose swap is the base class's compare-then-replace."""
+# Two stores a third party might ship, installed as a real plugin distribution (entry points),
+# so doctor meets them through a profile exactly as a user's would.
+UNSAFE_STORES = """
+from sealed_results.handlers import ResultHandler
+from sealed_results.stores import LocalStore, Store
 
+
+class NonAtomicStore(LocalStore):
+    # swap is the base class's compare-then-replace
     atomic_swap = False
-    swap = Store.swap  # type: ignore[assignment]
-    get_versioned = Store.get_versioned  # type: ignore[assignment]
+    swap = Store.swap
+    get_versioned = Store.get_versioned
 
 
-class _IgnoresConditionsStore(LocalStore):
-    """Like an S3-compatible server that ignores If-Match: claims atomic, writes regardless."""
-
-    def swap(self, name: str, data: bytes, version: str | None) -> None:
+class IgnoresConditionsStore(LocalStore):
+    # like an S3-compatible server that ignores If-Match: claims atomic, writes regardless
+    def swap(self, name, data, version):
         self.replace(name, data)
 
 
+class NonAtomicHandler(ResultHandler):
+    name = "nonatomic"
+    store_class = NonAtomicStore
+
+
+class IgnoresConditionsHandler(ResultHandler):
+    name = "ignores-conditions"
+    store_class = IgnoresConditionsStore
+"""
+
+
 @pytest.mark.parametrize(
-    ("store_class", "says"),
+    ("handler_name", "says"),
     [
-        (_NonAtomicStore, "not atomic on this store"),
-        (_IgnoresConditionsStore, "accepted a write whose condition did not hold"),
+        ("nonatomic", "not atomic on this store"),
+        ("ignores-conditions", "accepted a write whose condition did not hold"),
     ],
 )
 def test_doctor_warns_about_keyset_updates_that_are_not_atomic(
+    tmp_path: Path,
     local_root: Path,
     keyring_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    store_class: type[LocalStore],
+    handler_name: str,
     says: str,
 ) -> None:
-    from sealed_results.cli import doctor as doctor_module
-
-    store = store_class(local_root)
-    handler = LocalHandler(store, LocalKeyring(keyring_path))
-    profile = mock.Mock()
-    profile.name, profile.handler, profile.build.return_value = "p", "local", handler
-    config = mock.Mock(source="a test", profiles={"p": profile})
-    monkeypatch.setattr(doctor_module, "load_config", mock.Mock(return_value=config))
-    monkeypatch.setattr(doctor_module, "resolve_profile", mock.Mock(return_value=profile))
-    code, out, _ = run(capsys, "doctor", "--profile", "p")
+    site = tmp_path / "site"
+    write_dist(
+        site,
+        "unsafe-stores",
+        "1.0",
+        {
+            HANDLERS: {
+                "nonatomic": "srcli_unsafe_stores:NonAtomicHandler",
+                "ignores-conditions": "srcli_unsafe_stores:IgnoresConditionsHandler",
+            }
+        },
+        {"srcli_unsafe_stores": UNSAFE_STORES},
+    )
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "srcli_unsafe_stores", raising=False)
+    body = local_body(local_root, keyring_path).replace('"local"', f'"{handler_name}"', 1)
+    config = profile_file(tmp_path, body)
+    code, out, _ = run(capsys, "doctor", "--config", str(config), "--profile", "p")
     assert code == 0  # a warning, not a failure
     line = next(line for line in out.splitlines() if "keyset updates" in line)
     assert line.strip().startswith("WARN") and says in line
     assert "concurrent key rotations could lose keys here" in line
     assert "all checks passed (1 warning)" in out
-    code, json_out, _ = run(capsys, "doctor", "--profile", "p", "--json")
+    code, json_out, _ = run(capsys, "doctor", "--config", str(config), "--profile", "p", "--json")
     report = json.loads(json_out)
     assert code == 0 and report["ok"] is True and report["warnings"] == 1
     assert not any(p.name.startswith(".doctor") for p in local_root.iterdir())
