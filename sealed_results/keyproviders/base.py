@@ -19,7 +19,12 @@ import os
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from sealed_results.errors import IntegrityError, KeyProviderError, SealedResultsError
+from sealed_results.errors import (
+    ConfigError,
+    IntegrityError,
+    KeyProviderError,
+    SealedResultsError,
+)
 from sealed_results.pickling import Rebuildable
 
 _T = TypeVar("_T")
@@ -96,6 +101,17 @@ class KeyProvider(Rebuildable, abc.ABC):
     def rotate(self) -> None:
         """Create a new key-encryption key version and make it the one new wraps use."""
         self._call(self._rotate)
+
+    def _retire_below(self, version: int) -> str:
+        raise ConfigError(f"the {self.kind} key provider has no minimum key version to raise")
+
+    def retire_below(self, version: int) -> str:
+        """Make ``version`` the lowest key-encryption key version this provider still opens
+        (after every stored data key was rewrapped past the older ones); what was done, in
+        words fit for a terminal. ConfigError where the provider has no such minimum."""
+        if not isinstance(version, int) or version < 1:
+            raise ValueError("key versions start at 1")
+        return self._call(self._retire_below, version)
 
     def describe(self) -> dict[str, Any]:
         """Settings safe to print on the user's own terminal (``doctor``). Not for logs."""

@@ -406,6 +406,13 @@ class LocalKeyring(KeyProvider):
             _write_private(self._path, document, exclusive=False)
             self._load_locked()
 
+    def _retire_below(self, version: int) -> str:
+        keys = self._current().keys
+        done = [v for v in sorted(keys) if v < version and keys[v][1] == "active"]
+        for old in done:
+            self._retire(old)
+        return f"local: retired keyring version(s) {done}" if done else "local: nothing to retire"
+
     def retire(self, version: int) -> None:
         """Refuse unwrapping with an old KEK version (after every blob was rewrapped). Other
         processes stop unwrapping with it within their ``max_age``."""

@@ -347,6 +347,16 @@ class VaultTransit(KeyProvider):
         except hvac_errors.InvalidRequest:
             raise KeyProviderError("the vault key provider could not rotate its key") from None
 
+    def _retire_below(self, version: int) -> str:
+        try:
+            self._transit("update_key_configuration", min_decryption_version=version)
+        except hvac_errors.InvalidRequest:
+            raise KeyProviderError(
+                "the vault key provider refused to raise min_decryption_version (the policy "
+                "needs update on transit/keys/<key>/config)"
+            ) from None
+        return f"vault: min_decryption_version set to {version}"
+
     def _describe(self) -> dict[str, Any]:
         """For doctor: the key's type (a public-key type raises, as every call would), or that
         it could not be checked, or that the key does not exist yet; its version settings."""

@@ -17,12 +17,10 @@ KMS keeps every backing key of a key, so there is nothing to raise there.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sealed_results.errors import ConfigError, KeyProviderError
 from sealed_results.format import Stanza
 from sealed_results.keyproviders import KeyProvider
 
@@ -133,51 +131,5 @@ def _kms_rotations(provider: KeyProvider) -> int | None:
 
 def raise_minimum(provider: KeyProvider, version: int) -> str:
     """Make ``version`` the lowest key version ``provider`` still opens; what was done, in
-    words. KeyProviderError when the provider refuses or fails; ConfigError where the kind
-    has no minimum version."""
-    if provider.kind == "local":
-        state = provider_state(provider)
-        retire = getattr(provider, "retire", None)
-        if retire is None:
-            raise ConfigError("this local key provider cannot retire versions")
-        done = [v for v in state.versions if v < version]
-        for old in done:
-            retire(old)
-        return f"local: retired keyring version(s) {done}" if done else "local: nothing to retire"
-    if provider.kind == "vault":
-        _vault_min_decryption_version(provider, version)
-        return f"vault: min_decryption_version set to {version}"
-    raise ConfigError(f"the {provider.kind} key provider has no minimum key version to raise")
-
-
-def _vault_min_decryption_version(provider: KeyProvider, version: int) -> None:
-    import hvac  # the vault extra; only reached for a vault provider
-
-    settings = provider.settings()
-    url = settings.get("url") or os.environ.get("VAULT_ADDR")
-    if not url:
-        raise ConfigError("no Vault address: set VAULT_ADDR or pass url=")
-    namespace = settings.get("namespace") or os.environ.get("VAULT_NAMESPACE") or None
-    try:
-        client = hvac.Client(
-            url=url,
-            token="",
-            namespace=namespace,
-            verify=settings.get("verify"),
-            timeout=settings.get("timeout", 10.0),
-        )
-        token, _ = settings["auth"].login(client)
-        client.token = token
-        client.secrets.transit.update_key_configuration(
-            name=settings["key"],
-            mount_point=settings.get("mount", "transit"),
-            min_decryption_version=version,
-        )
-    except (ConfigError, KeyProviderError):
-        raise
-    except Exception:
-        # hvac's message names the address and key: it stays as __context__ only.
-        raise KeyProviderError(
-            "the vault key provider refused to raise min_decryption_version (the policy needs "
-            "update on transit/keys/<key>/config)"
-        ) from None
+    words (``KeyProvider.retire_below``: each provider through its own client)."""
+    return provider.retire_below(version)
